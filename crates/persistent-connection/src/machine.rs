@@ -1,0 +1,672 @@
+//! The sans-IO state machine.
+
+use core::fmt::{self, Debug, Write as _};
+use core::time::Duration;
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+
+use crate::queue::{CAPACITY, Queue};
+use crate::types::{
+    AttemptError, AttemptId, Command, Config, Event, Expecting, Input, InputError, Outcome,
+    Rejected, State, StopKind, TimerId,
+};
+
+/// The most commands one input can queue (a timeout firing: timer, cancel, outcome, and
+/// slack). An input is refused while fewer slots than this are free.
+const MAX_PER_INPUT: usize = 4;
+
+/// The sans-IO core of a persistent connection: it decides everything, does nothing.
+///
+/// # Contract
+///
+/// * Feed every [`Input`] with [`handle_input`](Self::handle_input); then drain
+///   [`poll_command`](Self::poll_command) until it returns `None` and carry out each
+///   [`Command`] in order. Nothing else moves the machine: it has no clock, no I/O, no
+///   allocation, and never calls caller code.
+/// * The machine starts working when created: the first command is
+///   `Emit(AttemptingToConnect)` (R1).
+/// * Time enters only as [`Input::TimerFired`] for the timer it asked for; randomness only
+///   from a ChaCha RNG seeded with [`Config::seed`] (R15).
+/// * Commands that report an event ([`Command::Emit`], and a reported
+///   [`Command::Outcome`]) are answered with [`Input::EventHandled`] once the handler has
+///   finished; until then the machine takes no next step (R6).
+/// * An input it did not ask for is refused with [`Rejected`], which hands the input back
+///   and leaves the machine unchanged (R16).
+///
+/// # Type parameters
+///
+/// `A` is the address (compared to de-duplicate `ObtainedAddress`), `C` the connection (a
+/// cheap handle, handed out more than once), `E` the caller's error. `E` needs only
+/// `Debug`: `FailedToConnect` is de-duplicated by a hash of the error's `Debug` text
+/// (kind and message for `std::io::Error`), and each error is moved out exactly once, so
+/// `std::io::Error` works as it is.
+pub struct Machine<A, C, E> {
+    config: Config,
+    rng: ChaCha8Rng,
+    queue: Queue<Command<A, C, E>>,
+    wait: Wait<A>,
+    stop: Option<StopKind>,
+    /// The latest attempt's number (0: none yet).
+    attempt: u64,
+    /// Bit `i` set: attempt `attempt - i` was abandoned with its fetch or dial still out,
+    /// so its result, if it comes, is late and gets closed.
+    abandoned: u64,
+    failures: u32,
+    /// The last address obtained in this cycle (O de-duplication).
+    last_address: Option<A>,
+    /// Hash of the last error of this cycle (F de-duplication).
+    last_error: Option<u64>,
+    /// The current connection and the attempt that made it.
+    current: Option<(C, AttemptId)>,
+    /// The current connection closed while the `Connected` handler ran (R5).
+    closed_during_handler: bool,
+    /// We asked the driver to close the current connection.
+    close_sent: bool,
+    /// The id of the newest timer and whether it is still out.
+    timer: u64,
+    timer_out: bool,
+    plan: TimerPlan,
+    /// This attempt's retry timer has fired (or its delay was zero).
+    retry_due: bool,
+    /// This attempt's connect timeout fired while the `ObtainedAddress` handler ran.
+    timed_out: bool,
+    /// This attempt's retry delay, after jitter.
+    retry_delay: Duration,
+}
+
+/// What the machine waits for next.
+#[derive(Clone, Debug, PartialEq)]
+enum Wait<A> {
+    /// The handler of a reported event; then `After`.
+    Handler(After<A>),
+    /// The caller's retry delay (custom policy).
+    RetryDelay,
+    Fetch,
+    Dial,
+    /// A connection is current; waiting for it to close.
+    Connected,
+    /// The retry timer; then `Next`.
+    RetryTimer(Next),
+    Finished,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum After<A> {
+    /// `AttemptingToConnect` was reported: start an attempt.
+    Attempt,
+    /// `ObtainedAddress` was reported: dial it.
+    Dial(A),
+    /// `FailedToConnect` was reported: wait for the retry timer, then the next attempt.
+    Failure,
+    /// `Connected` was reported: wait for the connection to close.
+    Connected,
+    /// `Disconnected` was reported: wait for the retry timer, then the next cycle.
+    Disconnected,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    Attempt,
+    Cycle,
+}
+
+/// What the firing of the one outstanding timer means. The retry timer and the connect
+/// timeout both start with the attempt, so one timer serves both: it fires at the earlier
+/// deadline and is re-armed for the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TimerPlan {
+    Retry,
+    Timeout,
+    Both,
+    TimeoutThenRetry(Duration),
+    RetryThenTimeout(Duration),
+}
+
+impl<A, C, E> Machine<A, C, E>
+where
+    A: Clone + PartialEq,
+    C: Clone,
+    E: Debug,
+{
+    /// A machine that starts its first cycle at once: its first command reports
+    /// `AttemptingToConnect`.
+    pub fn new(config: Config) -> Self {
+        let mut machine = Machine {
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            config,
+            queue: Queue::new(),
+            wait: Wait::Finished,
+            stop: None,
+            attempt: 0,
+            abandoned: 0,
+            failures: 0,
+            last_address: None,
+            last_error: None,
+            current: None,
+            closed_during_handler: false,
+            close_sent: false,
+            timer: 0,
+            timer_out: false,
+            plan: TimerPlan::Retry,
+            retry_due: false,
+            timed_out: false,
+            retry_delay: Duration::ZERO,
+        };
+        machine.start_cycle();
+        machine
+    }
+
+    /// The next thing to do, or `None` when the machine waits for input.
+    pub fn poll_command(&mut self) -> Option<Command<A, C, E>> {
+        self.queue.pop()
+    }
+
+    /// The next command, without taking it.
+    pub fn peek_command(&self) -> Option<&Command<A, C, E>> {
+        self.queue.peek()
+    }
+
+    /// Feeds one input. On success, drain [`poll_command`](Self::poll_command). On error
+    /// the machine is unchanged and the input comes back inside [`Rejected`].
+    pub fn handle_input(&mut self, input: Input<A, C, E>) -> Result<(), Rejected<A, C, E>> {
+        match self.check(&input) {
+            Err(error) => Err(Rejected { error, input }),
+            Ok(()) => {
+                self.apply(input);
+                Ok(())
+            }
+        }
+    }
+
+    /// What the persistent connection is doing.
+    pub fn state(&self) -> State {
+        if self.wait == Wait::Finished {
+            State::Closed
+        } else if self.stop.is_some() {
+            State::Closing
+        } else if self.current.is_some() {
+            State::Connected
+        } else {
+            match self.wait {
+                Wait::Handler(After::Disconnected) | Wait::RetryTimer(Next::Cycle) => {
+                    State::Disconnected
+                }
+                _ => State::Connecting,
+            }
+        }
+    }
+
+    /// The current connection, if any (R10): from the success of its attempt until it has
+    /// closed and its `Connected` handler has finished.
+    pub fn current_connection(&self) -> Option<&C> {
+        self.current.as_ref().map(|(c, _)| c)
+    }
+
+    /// The attempt that made the current connection (to name in
+    /// [`Input::ConnectionClosed`]).
+    pub fn current_attempt(&self) -> Option<AttemptId> {
+        self.current.as_ref().map(|(_, a)| *a)
+    }
+
+    /// Whether `close`, `abort` or `close_when_current_connection_is_closed` has been fed
+    /// (true from the first one, before the machine finishes).
+    pub fn is_closed(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    /// How the machine was told to stop, if it was.
+    pub fn stop_kind(&self) -> Option<StopKind> {
+        self.stop
+    }
+
+    /// Whether the machine has finished for good ([`Command::Finished`] was queued).
+    pub fn is_finished(&self) -> bool {
+        self.wait == Wait::Finished
+    }
+
+    /// Failed attempts since the last success (R4, R5).
+    pub fn consecutive_failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// The latest attempt, if one has started.
+    pub fn attempt(&self) -> Option<AttemptId> {
+        (self.attempt > 0).then_some(AttemptId(self.attempt))
+    }
+
+    /// The retry delay (after jitter) of the latest attempt, if one has started.
+    pub fn retry_delay(&self) -> Option<Duration> {
+        (self.attempt > 0 && self.wait != Wait::RetryDelay).then_some(self.retry_delay)
+    }
+
+    /// The configuration the machine was made with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// What the machine waits for, as named in errors.
+    pub fn expecting(&self) -> Expecting {
+        match &self.wait {
+            Wait::Handler(_) => Expecting::EventHandled,
+            Wait::RetryDelay => Expecting::RetryDelay,
+            Wait::Fetch => Expecting::Address,
+            Wait::Dial => Expecting::DialResult,
+            Wait::Connected => Expecting::ConnectionClosed,
+            Wait::RetryTimer(_) => Expecting::RetryTimer,
+            Wait::Finished => Expecting::Nothing,
+        }
+    }
+
+    // ----- validation: decides, changes nothing -----
+
+    fn check(&self, input: &Input<A, C, E>) -> Result<(), InputError> {
+        let got = input.kind();
+        if self.wait == Wait::Finished {
+            return Err(InputError::Finished { got });
+        }
+        if self.queue.free() < MAX_PER_INPUT {
+            return Err(InputError::Backlog {
+                got,
+                pending: CAPACITY - self.queue.free(),
+            });
+        }
+        let unexpected = InputError::Unexpected {
+            got,
+            expected: self.expecting(),
+        };
+        match input {
+            Input::AddressObtained { attempt, .. } => self.check_result(*attempt, Wait::Fetch, got),
+            Input::Dialed { attempt, .. } => self.check_result(*attempt, Wait::Dial, got),
+            Input::TimerFired(id) => {
+                if self.timer_out && id.0 == self.timer {
+                    Ok(())
+                } else {
+                    Err(InputError::StaleTimer {
+                        got: *id,
+                        outstanding: self.timer_out.then_some(TimerId(self.timer)),
+                    })
+                }
+            }
+            Input::EventHandled => match self.wait {
+                Wait::Handler(_) => Ok(()),
+                _ => Err(unexpected),
+            },
+            Input::RetryDelay(_) => match self.wait {
+                Wait::RetryDelay => Ok(()),
+                _ => Err(unexpected),
+            },
+            Input::ConnectionClosed { attempt } => match &self.current {
+                Some((_, made_by)) if made_by == attempt && !self.closed_during_handler => Ok(()),
+                Some(_) => Err(InputError::UnknownAttempt {
+                    got,
+                    attempt: *attempt,
+                    current: AttemptId(self.attempt),
+                }),
+                None => Err(unexpected),
+            },
+            Input::Close | Input::Abort(_) | Input::CloseWhenCurrentConnectionIsClosed => Ok(()),
+        }
+    }
+
+    fn check_result(
+        &self,
+        attempt: AttemptId,
+        waiting: Wait<A>,
+        got: crate::types::InputKind,
+    ) -> Result<(), InputError> {
+        if attempt.0 == self.attempt && self.wait == waiting {
+            return Ok(());
+        }
+        if self.is_late(attempt) {
+            return Ok(());
+        }
+        if attempt.0 == self.attempt {
+            Err(InputError::Unexpected {
+                got,
+                expected: self.expecting(),
+            })
+        } else {
+            Err(InputError::UnknownAttempt {
+                got,
+                attempt,
+                current: AttemptId(self.attempt),
+            })
+        }
+    }
+
+    /// An abandoned attempt whose result has not come yet.
+    fn is_late(&self, attempt: AttemptId) -> bool {
+        match self.attempt.checked_sub(attempt.0) {
+            Some(age) if attempt.0 > 0 && age < 64 => self.abandoned & (1 << age) != 0,
+            _ => false,
+        }
+    }
+
+    // ----- transitions: only called on checked input -----
+
+    fn apply(&mut self, input: Input<A, C, E>) {
+        match input {
+            Input::AddressObtained { attempt, result } => {
+                if self.take_late(attempt) {
+                    return; // Too late: nobody waits for it, and an address needs no closing.
+                }
+                match result {
+                    Ok(address) => self.on_address(address),
+                    Err(e) => self.fail(AttemptError::Address(e)),
+                }
+            }
+            Input::Dialed { attempt, result } => {
+                if self.take_late(attempt) {
+                    if let Ok(conn) = result {
+                        self.queue.push(Command::CloseConnection(conn));
+                    }
+                    return;
+                }
+                match result {
+                    Ok(conn) => self.on_connected(conn, attempt),
+                    Err(e) => self.fail(AttemptError::Connect(e)),
+                }
+            }
+            Input::TimerFired(_) => self.on_timer(),
+            Input::EventHandled => self.on_handled(),
+            Input::RetryDelay(delay) => self.begin_attempt(delay),
+            Input::ConnectionClosed { .. } => self.on_connection_closed(),
+            Input::Close => self.on_stop(StopKind::Close, Outcome::Closed),
+            Input::Abort(reason) => self.on_stop(StopKind::Abort, Outcome::Aborted(reason)),
+            Input::CloseWhenCurrentConnectionIsClosed => {
+                self.on_stop(StopKind::WhenCurrentConnectionCloses, Outcome::Closed)
+            }
+        }
+    }
+
+    fn take_late(&mut self, attempt: AttemptId) -> bool {
+        let late = self.is_late(attempt);
+        if late {
+            self.abandoned &= !(1 << (self.attempt - attempt.0));
+        }
+        late
+    }
+
+    fn emit(&mut self, event: Event<A, C, E>, after: After<A>) {
+        self.queue.push(Command::Emit(event));
+        self.wait = Wait::Handler(after);
+    }
+
+    /// R1: a cycle starts by reporting `AttemptingToConnect`.
+    fn start_cycle(&mut self) {
+        self.last_address = None;
+        self.last_error = None;
+        self.emit(Event::AttemptingToConnect, After::Attempt);
+    }
+
+    /// R2, R7: each attempt first starts its retry timer, then fetches the address.
+    fn start_attempt(&mut self) {
+        self.attempt = self.attempt.saturating_add(1);
+        self.abandoned <<= 1;
+        self.retry_due = false;
+        self.timed_out = false;
+        match self.config.retry.delay(self.failures) {
+            Some(delay) => self.begin_attempt(delay),
+            None => {
+                self.queue.push(Command::ComputeRetryDelay {
+                    consecutive_failures: self.failures,
+                });
+                self.wait = Wait::RetryDelay;
+            }
+        }
+    }
+
+    fn begin_attempt(&mut self, delay: Duration) {
+        let retry = self.config.jitter.apply(delay, &mut self.rng);
+        self.retry_delay = retry;
+        match self.config.connect_timeout {
+            None if retry.is_zero() => self.retry_due = true,
+            None => self.start_timer(retry, TimerPlan::Retry),
+            Some(t) if t < retry => self.start_timer(t, TimerPlan::TimeoutThenRetry(retry - t)),
+            Some(t) if t == retry => self.start_timer(t, TimerPlan::Both),
+            Some(t) if retry.is_zero() => {
+                self.retry_due = true;
+                self.start_timer(t, TimerPlan::Timeout);
+            }
+            Some(t) => self.start_timer(retry, TimerPlan::RetryThenTimeout(t - retry)),
+        }
+        self.queue.push(Command::FetchAddress {
+            attempt: AttemptId(self.attempt),
+        });
+        self.wait = Wait::Fetch;
+    }
+
+    fn start_timer(&mut self, delay: Duration, plan: TimerPlan) {
+        self.timer = self.timer.saturating_add(1);
+        self.timer_out = true;
+        self.plan = plan;
+        self.queue.push(Command::StartTimer {
+            timer: TimerId(self.timer),
+            delay,
+        });
+    }
+
+    fn on_address(&mut self, address: A) {
+        if self.last_address.as_ref() == Some(&address) {
+            self.dial(address);
+        } else {
+            self.last_address = Some(address.clone());
+            self.emit(Event::ObtainedAddress(address.clone()), After::Dial(address));
+        }
+    }
+
+    fn dial(&mut self, address: A) {
+        self.queue.push(Command::Dial {
+            attempt: AttemptId(self.attempt),
+            address,
+        });
+        self.wait = Wait::Dial;
+    }
+
+    /// R5: success resets the count; the connection is current before `Connected` is
+    /// reported (the outcome goes to waiters first, R3).
+    fn on_connected(&mut self, conn: C, attempt: AttemptId) {
+        self.failures = 0;
+        self.current = Some((conn.clone(), attempt));
+        self.closed_during_handler = false;
+        self.close_sent = false;
+        self.queue.push(Command::Outcome(Outcome::Connected(conn)));
+        self.wait = Wait::Handler(After::Connected);
+    }
+
+    /// R4: a failure counts, goes to waiters (R3), and is reported unless it repeats the
+    /// previous error of this cycle.
+    fn fail(&mut self, error: AttemptError<E>) {
+        self.failures = self.failures.saturating_add(1);
+        let key = error_key(&error);
+        let repeated = self.last_error == Some(key);
+        self.last_error = Some(key);
+        self.queue
+            .push(Command::Outcome(Outcome::Failed { error, repeated }));
+        if repeated {
+            self.after_failure();
+        } else {
+            self.wait = Wait::Handler(After::Failure);
+        }
+    }
+
+    fn after_failure(&mut self) {
+        if self.stop.is_some() {
+            self.finish();
+        } else if self.retry_due {
+            self.start_attempt();
+        } else {
+            self.wait = Wait::RetryTimer(Next::Attempt);
+        }
+    }
+
+    /// Cancels the current attempt's fetch or dial; its result, if it comes, is late.
+    fn abandon(&mut self) {
+        self.abandoned |= 1;
+        self.queue.push(Command::CancelAttempt {
+            attempt: AttemptId(self.attempt),
+        });
+    }
+
+    fn on_timer(&mut self) {
+        self.timer_out = false;
+        match self.plan {
+            TimerPlan::Retry => self.retry_due = true,
+            TimerPlan::Timeout => self.on_timeout(),
+            TimerPlan::Both => {
+                self.retry_due = true;
+                self.on_timeout();
+            }
+            TimerPlan::TimeoutThenRetry(rest) => {
+                self.start_timer(rest, TimerPlan::Retry);
+                self.on_timeout();
+            }
+            TimerPlan::RetryThenTimeout(rest) => {
+                self.retry_due = true;
+                if matches!(self.wait, Wait::Fetch | Wait::Dial | Wait::Handler(After::Dial(_)))
+                {
+                    self.start_timer(rest, TimerPlan::Timeout);
+                }
+            }
+        }
+        if self.retry_due {
+            if let Wait::RetryTimer(next) = self.wait {
+                match next {
+                    Next::Attempt => self.start_attempt(),
+                    Next::Cycle => self.start_cycle(),
+                }
+            }
+        }
+    }
+
+    fn on_timeout(&mut self) {
+        let Some(after) = self.config.connect_timeout else {
+            return;
+        };
+        match self.wait {
+            Wait::Fetch | Wait::Dial => {
+                self.abandon();
+                self.fail(AttemptError::TimedOut { after });
+            }
+            // The handler of `ObtainedAddress` runs: fail once it has finished (R6).
+            Wait::Handler(After::Dial(_)) => self.timed_out = true,
+            _ => {}
+        }
+    }
+
+    fn on_handled(&mut self) {
+        let Wait::Handler(after) = core::mem::replace(&mut self.wait, Wait::Finished) else {
+            return; // check() lets EventHandled through only while a handler runs
+        };
+        match after {
+            After::Attempt if self.stop.is_some() => self.finish(),
+            After::Attempt => self.start_attempt(),
+            After::Dial(_) if self.stop.is_some() => self.finish(),
+            After::Dial(_) if self.timed_out => {
+                let after = self.config.connect_timeout.unwrap_or_default();
+                self.fail(AttemptError::TimedOut { after });
+            }
+            After::Dial(address) => self.dial(address),
+            After::Failure => self.after_failure(),
+            After::Connected if self.closed_during_handler => self.disconnected(),
+            After::Connected => self.wait = Wait::Connected,
+            After::Disconnected if self.stop.is_some() => self.finish(),
+            After::Disconnected if self.retry_due => self.start_cycle(),
+            After::Disconnected => self.wait = Wait::RetryTimer(Next::Cycle),
+        }
+    }
+
+    fn on_connection_closed(&mut self) {
+        if matches!(self.wait, Wait::Handler(After::Connected)) {
+            // R5: `Disconnected` only after the `Connected` handler has finished.
+            self.closed_during_handler = true;
+        } else {
+            self.disconnected();
+        }
+    }
+
+    fn disconnected(&mut self) {
+        self.current = None;
+        self.closed_during_handler = false;
+        self.close_sent = false;
+        self.emit(Event::Disconnected, After::Disconnected);
+    }
+
+    /// R11, R12: stop retrying. `close` also closes the current connection; all three
+    /// cancel an attempt in flight (no `FailedToConnect` for it).
+    fn on_stop(&mut self, kind: StopKind, outcome: Outcome<C, E>) {
+        match self.stop {
+            None => {
+                self.stop = Some(kind);
+                self.queue.push(Command::Outcome(outcome));
+            }
+            // A close after an abort still closes the current connection.
+            Some(StopKind::Abort | StopKind::WhenCurrentConnectionCloses)
+                if kind == StopKind::Close =>
+            {
+                self.stop = Some(kind);
+            }
+            Some(_) => return,
+        }
+        if kind == StopKind::Close && !self.close_sent {
+            if let Some((conn, _)) = &self.current {
+                if !self.closed_during_handler {
+                    self.close_sent = true;
+                    self.queue.push(Command::CloseConnection(conn.clone()));
+                }
+            }
+        }
+        match self.wait {
+            Wait::Fetch | Wait::Dial => {
+                self.abandon();
+                self.finish();
+            }
+            Wait::RetryDelay | Wait::RetryTimer(_) => self.finish(),
+            // A handler runs, or a connection is live: finish once they are done.
+            Wait::Handler(_) | Wait::Connected | Wait::Finished => {}
+        }
+    }
+
+    fn finish(&mut self) {
+        self.timer_out = false;
+        self.wait = Wait::Finished;
+        self.queue.push(Command::Finished);
+    }
+}
+
+impl<A, C, E> Debug for Machine<A, C, E>
+where
+    A: Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Machine")
+            .field("wait", &self.wait)
+            .field("stop", &self.stop)
+            .field("attempt", &self.attempt)
+            .field("failures", &self.failures)
+            .field("connected", &self.current.is_some())
+            .field("timer_out", &self.timer_out)
+            .field("retry_due", &self.retry_due)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The key that decides whether two errors are "equal" for the F de-duplication: a 64-bit
+/// FNV-1a hash of the error's `Debug` text, computed without allocating.
+pub fn error_key<T: Debug + ?Sized>(error: &T) -> u64 {
+    struct Fnv(u64);
+    impl fmt::Write for Fnv {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            for b in s.bytes() {
+                self.0 ^= u64::from(b);
+                self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            Ok(())
+        }
+    }
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    // A Debug impl that fails leaves a partial hash: still a key, just a coarser one.
+    let _ = write!(h, "{error:?}");
+    h.0
+}

@@ -1,0 +1,182 @@
+//! Retry policies (how long an attempt waits before the next may start) and jitter.
+
+use core::time::Duration;
+use rand_chacha::ChaCha8Rng;
+use rand_core::Rng;
+
+/// Where the retry delay of each attempt comes from (R7).
+///
+/// The policy is consulted once per attempt, when the attempt starts, with the number of
+/// consecutive failures so far (0 for the first attempt after a success).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RetryPolicy {
+    /// The same delay every time: the seed's policy (default: 10 s).
+    Constant(Duration),
+    /// `initial * multiplier^failures`, capped at `max` (gRPC's backoff).
+    Exponential(Exponential),
+    /// The caller computes the delay: for each attempt the machine emits
+    /// [`Command::ComputeRetryDelay`](crate::Command::ComputeRetryDelay) and waits for
+    /// [`Input::RetryDelay`](crate::Input::RetryDelay). This is how a closure of the failure
+    /// count is used without the machine ever calling caller code.
+    Custom,
+}
+
+impl RetryPolicy {
+    /// The seed's default: a constant 10 s.
+    pub const DEFAULT: RetryPolicy = RetryPolicy::Constant(Duration::from_secs(10));
+
+    /// The delay before jitter for an attempt made after `consecutive_failures` failures.
+    ///
+    /// Returns `None` for [`RetryPolicy::Custom`], whose delay comes from the caller.
+    /// Never panics or overflows, whatever the count.
+    pub fn delay(&self, consecutive_failures: u32) -> Option<Duration> {
+        match self {
+            RetryPolicy::Constant(d) => Some(*d),
+            RetryPolicy::Exponential(e) => Some(e.delay(consecutive_failures)),
+            RetryPolicy::Custom => None,
+        }
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy::DEFAULT
+    }
+}
+
+/// Exponential backoff with a cap: `min(max, initial * multiplier^failures)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Exponential {
+    /// The delay of the first attempt after a success.
+    pub initial: Duration,
+    /// The factor applied per consecutive failure. Values below 1 (or NaN) count as 1.
+    pub multiplier: f64,
+    /// The largest delay ever returned.
+    pub max: Duration,
+}
+
+impl Exponential {
+    /// gRPC's connection backoff: 1 s, x1.6 per failure, at most 120 s.
+    pub const GRPC: Exponential = Exponential {
+        initial: Duration::from_secs(1),
+        multiplier: 1.6,
+        max: Duration::from_secs(120),
+    };
+
+    /// The delay after `failures` consecutive failures (see the type's docs).
+    pub fn delay(&self, failures: u32) -> Duration {
+        let first = if self.initial < self.max {
+            self.initial
+        } else {
+            self.max
+        };
+        // `!(m > 1.0)` also catches NaN.
+        if failures == 0 || first.is_zero() || !(self.multiplier > 1.0) {
+            return first;
+        }
+        let cap = self.max.as_secs_f64();
+        // Exponentiation by squaring: at most 32 rounds for any count, and it stops as soon
+        // as the cap is passed, so huge counts cost nothing and never overflow.
+        let limit = cap / first.as_secs_f64();
+        let (mut factor, mut base, mut n) = (1.0f64, self.multiplier, failures);
+        while n > 0 {
+            if n & 1 == 1 {
+                factor *= base;
+                if !(factor < limit) {
+                    return self.max;
+                }
+            }
+            n >>= 1;
+            if n > 0 {
+                base *= base;
+                // Once the base alone passes the cap, any remaining set bit would too.
+                if !(base < limit) {
+                    return self.max;
+                }
+            }
+        }
+        let secs = first.as_secs_f64() * factor;
+        match Duration::try_from_secs_f64(secs) {
+            Ok(d) if d < self.max => d,
+            _ => self.max,
+        }
+    }
+}
+
+impl Default for Exponential {
+    fn default() -> Self {
+        Exponential::GRPC
+    }
+}
+
+/// Randomisation of each retry delay (R7), so that many clients that lost the same server
+/// do not all come back at the same instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Jitter {
+    /// Use the policy's delay as it is.
+    Off,
+    /// Draw a distance uniformly from `[0, percent% of the delay)` and add it or take it off
+    /// with even odds. `percent` above 100 counts as 100.
+    Uniform {
+        /// The largest distance, in percent of the delay.
+        percent: u8,
+    },
+}
+
+impl Jitter {
+    /// The seed's jitter: +-30 %.
+    pub const STANDARD: Jitter = Jitter::Uniform { percent: 30 };
+
+    fn percent(self) -> u128 {
+        match self {
+            Jitter::Off => 0,
+            Jitter::Uniform { percent } => u128::from(percent.min(100)),
+        }
+    }
+
+    /// The smallest and the largest delay this jitter can make of `delay`.
+    pub fn bounds(self, delay: Duration) -> (Duration, Duration) {
+        let d = clamp_nanos(delay);
+        let spread = d * self.percent() / 100;
+        (from_nanos(d - spread), from_nanos(d + spread))
+    }
+
+    /// Applies the jitter to `delay` with one draw from `rng`.
+    pub(crate) fn apply(self, delay: Duration, rng: &mut ChaCha8Rng) -> Duration {
+        let pct = self.percent();
+        if pct == 0 || delay.is_zero() {
+            return delay;
+        }
+        let d = clamp_nanos(delay);
+        let draw = rng.next_u64();
+        // 63 bits of magnitude, 1 bit of sign: d * frac with frac uniform in [0, 1).
+        let scaled = (d * u128::from(draw >> 1)) >> 63;
+        let distance = scaled * pct / 100;
+        if draw & 1 == 0 {
+            from_nanos(d - distance)
+        } else {
+            from_nanos(d + distance)
+        }
+    }
+}
+
+impl Default for Jitter {
+    fn default() -> Self {
+        Jitter::STANDARD
+    }
+}
+
+/// Delays are computed in nanoseconds, at most `u64::MAX` (about 584 years), so that the
+/// products above fit in `u128`.
+fn clamp_nanos(d: Duration) -> u128 {
+    d.as_nanos().min(u128::from(u64::MAX))
+}
+
+fn from_nanos(n: u128) -> Duration {
+    const NANOS_PER_SEC: u128 = 1_000_000_000;
+    // `n` is at most 2 * u64::MAX, so the seconds fit in a u64.
+    let secs = u64::try_from(n / NANOS_PER_SEC).unwrap_or(u64::MAX);
+    // The remainder is below 10^9, so it fits in a u32.
+    let nanos = u32::try_from(n % NANOS_PER_SEC).unwrap_or(0);
+    Duration::new(secs, nanos)
+}

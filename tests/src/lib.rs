@@ -1,0 +1,1 @@
+//! Test support shared by the property tests, the scenario suite and the fuzz targets.
