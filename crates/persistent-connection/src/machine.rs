@@ -388,7 +388,7 @@ where
         late
     }
 
-    fn emit(&mut self, event: Event<A, C, E>, after: After<A>) {
+    fn emit(&mut self, event: Event<A, C, AttemptError<E>>, after: After<A>) {
         self.queue.push(Command::Emit(event));
         self.wait = Wait::Handler(after);
     }

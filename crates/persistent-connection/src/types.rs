@@ -29,21 +29,24 @@ impl fmt::Display for TimerId {
 
 /// The five events of the seed, in the order a cycle reports them:
 /// `AttemptingToConnect (ObtainedAddress | FailedToConnect)* (Connected Disconnected)?`.
+///
+/// `F` is what a failure carries: the [`Machine`](crate::Machine) reports
+/// `Event<A, C, AttemptError<E>>`; a driver may report its own flat error type instead.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event<A, C, E> {
+pub enum Event<A, C, F> {
     /// A cycle starts: attempts follow until one succeeds.
     AttemptingToConnect,
     /// An attempt obtained an address different from the last one of this cycle.
     ObtainedAddress(A),
     /// An attempt failed with an error different from the last one of this cycle.
-    FailedToConnect(AttemptError<E>),
+    FailedToConnect(F),
     /// An attempt succeeded; the connection is now current.
     Connected(C),
     /// The current connection has closed.
     Disconnected,
 }
 
-impl<A, C, E> Event<A, C, E> {
+impl<A, C, F> Event<A, C, F> {
     /// The event's name, for logs and errors.
     pub fn name(&self) -> &'static str {
         match self {
@@ -114,7 +117,7 @@ pub enum Outcome<C, E> {
 impl<C, E> Outcome<C, E> {
     /// The event to report after the waiters have the outcome, if any
     /// (`Connected`, or `FailedToConnect` when not repeated).
-    pub fn into_event<A>(self) -> Option<Event<A, C, E>> {
+    pub fn into_event<A>(self) -> Option<Event<A, C, AttemptError<E>>> {
         match self {
             Outcome::Connected(c) => Some(Event::Connected(c)),
             Outcome::Failed {
@@ -231,7 +234,7 @@ pub enum Command<A, C, E> {
     /// Report this event (`AttemptingToConnect`, `ObtainedAddress` or `Disconnected`) to the
     /// handler and subscribers; feed [`Input::EventHandled`] once the handler has finished.
     /// The machine takes no next step until then (R6).
-    Emit(Event<A, C, E>),
+    Emit(Event<A, C, AttemptError<E>>),
     /// An attempt has ended, or stopping made waiting pointless: give the outcome to the
     /// waiters. [`Outcome::Connected`] and an unrepeated [`Outcome::Failed`] are then
     /// reported as their event (see [`Outcome::into_event`]); feed
