@@ -76,3 +76,6 @@ pub use types::{
     AttemptError, AttemptId, Command, Config, Event, Expecting, Input, InputError, InputKind,
     Outcome, Rejected, State, StopKind, TimerId,
 };
+
+#[cfg(feature = "std")]
+pub mod driver;

@@ -49,9 +49,11 @@ pub struct Machine<A, C, E> {
     stop: Option<StopKind>,
     /// The latest attempt's number (0: none yet).
     attempt: u64,
-    /// Bit `i` set: attempt `attempt - i` was abandoned with its fetch or dial still out,
-    /// so its result, if it comes, is late and gets closed.
-    abandoned: u64,
+    /// Bit `i` set: attempt `attempt - i` was abandoned with its fetch (`late_fetch`) or
+    /// its dial (`late_dial`) still out, so its result, if it comes, is late: a late
+    /// connection is closed. Kept apart so a result of the wrong kind is still refused.
+    late_fetch: u64,
+    late_dial: u64,
     failures: u32,
     /// The last address obtained in this cycle (O de-duplication).
     last_address: Option<A>,
@@ -139,7 +141,8 @@ where
             wait: Wait::Finished,
             stop: None,
             attempt: 0,
-            abandoned: 0,
+            late_fetch: 0,
+            late_dial: 0,
             failures: 0,
             last_address: None,
             last_error: None,
@@ -276,8 +279,12 @@ where
             expected: self.expecting(),
         };
         match input {
-            Input::AddressObtained { attempt, .. } => self.check_result(*attempt, Wait::Fetch, got),
-            Input::Dialed { attempt, .. } => self.check_result(*attempt, Wait::Dial, got),
+            Input::AddressObtained { attempt, .. } => {
+                self.check_result(*attempt, Wait::Fetch, self.late_fetch, got)
+            }
+            Input::Dialed { attempt, .. } => {
+                self.check_result(*attempt, Wait::Dial, self.late_dial, got)
+            }
             Input::TimerFired(id) => {
                 if self.timer_out && id.0 == self.timer {
                     Ok(())
@@ -298,6 +305,8 @@ where
             },
             Input::ConnectionClosed { attempt } => match &self.current {
                 Some((_, made_by)) if made_by == attempt && !self.closed_during_handler => Ok(()),
+                // Already reported closed: a duplicate.
+                Some((_, made_by)) if made_by == attempt => Err(unexpected),
                 Some(_) => Err(InputError::UnknownAttempt {
                     got,
                     attempt: *attempt,
@@ -313,12 +322,13 @@ where
         &self,
         attempt: AttemptId,
         waiting: Wait<A>,
+        late: u64,
         got: crate::types::InputKind,
     ) -> Result<(), InputError> {
         if attempt.0 == self.attempt && self.wait == waiting {
             return Ok(());
         }
-        if self.is_late(attempt) {
+        if self.is_late(attempt, late) {
             return Ok(());
         }
         if attempt.0 == self.attempt {
@@ -335,10 +345,10 @@ where
         }
     }
 
-    /// An abandoned attempt whose result has not come yet.
-    fn is_late(&self, attempt: AttemptId) -> bool {
+    /// An abandoned attempt whose result (of the kind `late` tracks) has not come yet.
+    fn is_late(&self, attempt: AttemptId, late: u64) -> bool {
         match self.attempt.checked_sub(attempt.0) {
-            Some(age) if attempt.0 > 0 && age < 64 => self.abandoned & (1 << age) != 0,
+            Some(age) if attempt.0 > 0 && age < 64 => late & (1 << age) != 0,
             _ => false,
         }
     }
@@ -348,7 +358,7 @@ where
     fn apply(&mut self, input: Input<A, C, E>) {
         match input {
             Input::AddressObtained { attempt, result } => {
-                if self.take_late(attempt) {
+                if Self::take_late(self.attempt, &mut self.late_fetch, attempt) {
                     return; // Too late: nobody waits for it, and an address needs no closing.
                 }
                 match result {
@@ -357,7 +367,7 @@ where
                 }
             }
             Input::Dialed { attempt, result } => {
-                if self.take_late(attempt) {
+                if Self::take_late(self.attempt, &mut self.late_dial, attempt) {
                     if let Ok(conn) = result {
                         self.queue.push(Command::CloseConnection(conn));
                     }
@@ -380,12 +390,15 @@ where
         }
     }
 
-    fn take_late(&mut self, attempt: AttemptId) -> bool {
-        let late = self.is_late(attempt);
-        if late {
-            self.abandoned &= !(1 << (self.attempt - attempt.0));
+    /// Clears and returns whether `attempt`'s result is an awaited late one.
+    fn take_late(current: u64, late: &mut u64, attempt: AttemptId) -> bool {
+        match current.checked_sub(attempt.0) {
+            Some(age) if attempt.0 > 0 && age < 64 && *late & (1 << age) != 0 => {
+                *late &= !(1 << age);
+                true
+            }
+            _ => false,
         }
-        late
     }
 
     fn emit(&mut self, event: Event<A, C, AttemptError<E>>, after: After<A>) {
@@ -403,7 +416,8 @@ where
     /// R2, R7: each attempt first starts its retry timer, then fetches the address.
     fn start_attempt(&mut self) {
         self.attempt = self.attempt.saturating_add(1);
-        self.abandoned <<= 1;
+        self.late_fetch <<= 1;
+        self.late_dial <<= 1;
         self.retry_due = false;
         self.timed_out = false;
         match self.config.retry.delay(self.failures) {
@@ -452,7 +466,10 @@ where
             self.dial(address);
         } else {
             self.last_address = Some(address.clone());
-            self.emit(Event::ObtainedAddress(address.clone()), After::Dial(address));
+            self.emit(
+                Event::ObtainedAddress(address.clone()),
+                After::Dial(address),
+            );
         }
     }
 
@@ -479,7 +496,11 @@ where
     /// previous error of this cycle.
     fn fail(&mut self, error: AttemptError<E>) {
         self.failures = self.failures.saturating_add(1);
-        let key = error_key(&error);
+        // As in the seed, errors compare by the caller's error itself, whichever step failed.
+        let key = match error.source_error() {
+            Some(e) => error_key(e),
+            None => error_key(&error),
+        };
         let repeated = self.last_error == Some(key);
         self.last_error = Some(key);
         self.queue
@@ -503,7 +524,11 @@ where
 
     /// Cancels the current attempt's fetch or dial; its result, if it comes, is late.
     fn abandon(&mut self) {
-        self.abandoned |= 1;
+        match self.wait {
+            Wait::Fetch => self.late_fetch |= 1,
+            Wait::Dial => self.late_dial |= 1,
+            _ => {}
+        }
         self.queue.push(Command::CancelAttempt {
             attempt: AttemptId(self.attempt),
         });
@@ -511,6 +536,10 @@ where
 
     fn on_timer(&mut self) {
         self.timer_out = false;
+        if self.stop.is_some() {
+            // No retry will follow, and an attempt in flight was already cancelled.
+            return;
+        }
         match self.plan {
             TimerPlan::Retry => self.retry_due = true,
             TimerPlan::Timeout => self.on_timeout(),
@@ -524,8 +553,10 @@ where
             }
             TimerPlan::RetryThenTimeout(rest) => {
                 self.retry_due = true;
-                if matches!(self.wait, Wait::Fetch | Wait::Dial | Wait::Handler(After::Dial(_)))
-                {
+                if matches!(
+                    self.wait,
+                    Wait::Fetch | Wait::Dial | Wait::Handler(After::Dial(_))
+                ) {
                     self.start_timer(rest, TimerPlan::Timeout);
                 }
             }

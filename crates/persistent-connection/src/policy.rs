@@ -70,8 +70,9 @@ impl Exponential {
         } else {
             self.max
         };
-        // `!(m > 1.0)` also catches NaN.
-        if failures == 0 || first.is_zero() || !(self.multiplier > 1.0) {
+        // NaN and values up to 1 do not grow.
+        let grows = self.multiplier.partial_cmp(&1.0) == Some(core::cmp::Ordering::Greater);
+        if failures == 0 || first.is_zero() || !grows {
             return first;
         }
         let cap = self.max.as_secs_f64();
@@ -82,7 +83,7 @@ impl Exponential {
         while n > 0 {
             if n & 1 == 1 {
                 factor *= base;
-                if !(factor < limit) {
+                if !below(factor, limit) {
                     return self.max;
                 }
             }
@@ -90,7 +91,7 @@ impl Exponential {
             if n > 0 {
                 base *= base;
                 // Once the base alone passes the cap, any remaining set bit would too.
-                if !(base < limit) {
+                if !below(base, limit) {
                     return self.max;
                 }
             }
@@ -164,6 +165,11 @@ impl Default for Jitter {
     fn default() -> Self {
         Jitter::STANDARD
     }
+}
+
+/// `x < limit`, false for NaN or infinity.
+fn below(x: f64, limit: f64) -> bool {
+    x.partial_cmp(&limit) == Some(core::cmp::Ordering::Less)
 }
 
 /// Delays are computed in nanoseconds, at most `u64::MAX` (about 584 years), so that the

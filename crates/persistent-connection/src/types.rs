@@ -133,7 +133,11 @@ impl<C, E> Outcome<C, E> {
     pub fn is_reported(&self) -> bool {
         matches!(
             self,
-            Outcome::Connected(_) | Outcome::Failed { repeated: false, .. }
+            Outcome::Connected(_)
+                | Outcome::Failed {
+                    repeated: false,
+                    ..
+                }
         )
     }
 }
@@ -267,7 +271,10 @@ pub enum Command<A, C, E> {
         address: A,
     },
     /// Stop the fetch or dial of `attempt` if you can (dropping its future is enough). If a
-    /// result still comes, feed it anyway: a connection in it will be closed, never handed out.
+    /// result still comes, feed it anyway: a connection in it is never handed out. While
+    /// the machine runs, it answers with [`Command::CloseConnection`]; once it has
+    /// finished, it refuses the input and hands the connection back in [`Rejected`] for
+    /// you to close.
     CancelAttempt {
         /// The attempt to stop.
         attempt: AttemptId,

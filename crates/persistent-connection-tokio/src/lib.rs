@@ -1,0 +1,102 @@
+//! Keeps a connection to a service alive, on Tokio: looks up where the service is, dials
+//! it, hands the connection out, notices when it dies and dials again.
+//!
+//! This crate is glue: it runs the runtime-agnostic driver of [`persistent_connection`] on
+//! Tokio and re-exports its API. The same API exists for async-std and smol; switching
+//! runtime is a change of crate name.
+//!
+//! ```no_run
+//! use std::net::SocketAddr;
+//! use std::time::Duration;
+//! use persistent_connection_tokio::{builder, Event, Tracked};
+//!
+//! # async fn demo() {
+//! let conn = builder(
+//!     "echo",
+//!     // Looked up before every attempt: a catalog, DNS, a config file...
+//!     || async { Ok::<SocketAddr, std::io::Error>("127.0.0.1:7000".parse().unwrap()) },
+//!     // Dials the address; the attempt's context can abort for good.
+//!     |addr, _ctx| async move { tokio::net::TcpStream::connect(addr).await.map(Tracked::new) },
+//! )
+//! .retry_delay(|_failures| Duration::from_secs(1))
+//! .on_event(|event| async move {
+//!     if let Event::FailedToConnect(e) = &event {
+//!         eprintln!("echo: {e}");
+//!     }
+//! })
+//! .spawn();
+//!
+//! let stream = conn.connected().await; // the live connection, now or when there is one
+//! # drop(stream);
+//! conn.close().await; // closes it, cancels any attempt, and stops for good
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+pub use persistent_connection::driver::{
+    AttemptContext, BoxFuture, Builder, Callback, CloseSignal, Connection, DriverEvent, Error,
+    Events, Lagged, PanicReport, PersistentConnection, Runtime, StateChanges, Tracked,
+    VirtualClock, VirtualRuntime,
+};
+pub use persistent_connection::{AttemptId, Event, Exponential, Jitter, RetryPolicy, State};
+
+/// The Tokio [`Runtime`]: spawns on a Tokio runtime, sleeps with `tokio::time` (so paused
+/// test time works).
+#[derive(Clone, Debug)]
+pub struct Tokio {
+    handle: tokio::runtime::Handle,
+}
+
+impl Tokio {
+    /// The runtime this is called from.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime (as `tokio::spawn` does).
+    pub fn current() -> Self {
+        Tokio {
+            handle: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// A specific runtime.
+    pub fn from_handle(handle: tokio::runtime::Handle) -> Self {
+        Tokio { handle }
+    }
+}
+
+impl Runtime for Tokio {
+    fn spawn(&self, task: BoxFuture<()>) {
+        drop(self.handle.spawn(task));
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<()> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// Starts building a persistent connection to `server_name` on the current Tokio runtime:
+/// `get_address` is called before every attempt, `connect` dials what it returned. Finish
+/// with [`Builder::spawn`].
+///
+/// # Panics
+/// Outside a Tokio runtime.
+pub fn builder<A, C, E, G, GF, K, KF>(
+    server_name: impl Into<String>,
+    get_address: G,
+    connect: K,
+) -> Builder<A, C, E>
+where
+    A: Clone + PartialEq + fmt::Debug + Send + Sync + 'static,
+    C: Connection,
+    E: fmt::Debug + fmt::Display + Send + Sync + 'static,
+    G: Fn() -> GF + Send + Sync + 'static,
+    GF: Future<Output = Result<A, E>> + Send + 'static,
+    K: Fn(A, AttemptContext<E>) -> KF + Send + Sync + 'static,
+    KF: Future<Output = Result<C, E>> + Send + 'static,
+{
+    Builder::new(Tokio::current(), server_name, get_address, connect)
+}

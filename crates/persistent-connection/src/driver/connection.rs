@@ -1,0 +1,156 @@
+//! What the driver needs of a connection, and helpers for types that lack it.
+
+#[allow(unused_imports)]
+use std::prelude::rust_2024::*;
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A connection the persistent connection can hand out, watch and close: the seed's
+/// `Closable`.
+///
+/// It is a handle (`Clone`): the driver keeps one to watch and close, and hands clones to
+/// your code. Wrap a bare stream in [`Tracked`] or your own `Arc`-based type.
+///
+/// The methods are called from the driver's task and, for `is_closed`, while it holds its
+/// lock: they must not block, and must not call back into the persistent connection.
+pub trait Connection: Clone + Send + Sync + 'static {
+    /// Starts closing the connection; the future resolves once it is closed. Calling it on a
+    /// closed connection is harmless.
+    fn close(&self) -> impl Future<Output = ()> + Send + 'static + use<Self>;
+    /// Whether the connection has closed (or started closing), for whatever reason.
+    fn is_closed(&self) -> bool;
+    /// Resolves once the connection has closed, however it closed: the peer went away, an
+    /// error, or `close`. The driver reports `Disconnected` when it resolves.
+    fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<Self>;
+}
+
+/// A one-way "closed" flag with a future that waits for it: the close signal for connection
+/// types that have none of their own. Clones share the flag.
+///
+/// Call [`close`](Self::close) where your code learns that the connection is dead (a read
+/// returned EOF or an error); the persistent connection then reports `Disconnected` and
+/// dials again.
+#[derive(Clone, Debug, Default)]
+pub struct CloseSignal {
+    inner: Arc<SignalInner>,
+}
+
+#[derive(Debug, Default)]
+struct SignalInner {
+    closed: AtomicBool,
+    event: event_listener::Event,
+}
+
+impl CloseSignal {
+    /// A signal that is not closed yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks it closed and wakes everything waiting in [`closed`](Self::closed). Idempotent.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.event.notify(usize::MAX);
+    }
+
+    /// Whether [`close`](Self::close) has been called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once [`close`](Self::close) has been called (at once if it has).
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
+        let inner = self.inner.clone();
+        async move {
+            loop {
+                if inner.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                let listener = inner.event.listen();
+                if inner.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                listener.await;
+            }
+        }
+    }
+}
+
+/// A bare signal is a connection too: handy in tests and for connections whose life is
+/// managed elsewhere.
+impl Connection for CloseSignal {
+    fn close(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
+        CloseSignal::close(self);
+        std::future::ready(())
+    }
+    fn is_closed(&self) -> bool {
+        CloseSignal::is_closed(self)
+    }
+    fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
+        CloseSignal::closed(self)
+    }
+}
+
+/// Any value shared behind an `Arc` with a [`CloseSignal`]: makes a type with no close
+/// signal of its own (a client, a stream half) usable as a [`Connection`].
+///
+/// `close` only raises the signal: the value itself is dropped when the last clone goes.
+/// Code that owns the value's I/O should watch [`CloseSignal::closed`] to shut it down,
+/// and raise the signal when it sees the peer go away.
+#[derive(Debug)]
+pub struct Tracked<T> {
+    value: Arc<T>,
+    signal: CloseSignal,
+}
+
+impl<T> Tracked<T> {
+    /// Wraps `value` with a fresh signal.
+    pub fn new(value: T) -> Self {
+        Self::with_signal(value, CloseSignal::new())
+    }
+
+    /// Wraps `value` with `signal` (e.g. one that a reader task already holds).
+    pub fn with_signal(value: T, signal: CloseSignal) -> Self {
+        Tracked {
+            value: Arc::new(value),
+            signal,
+        }
+    }
+
+    /// The signal: raise it when the connection dies.
+    pub fn signal(&self) -> &CloseSignal {
+        &self.signal
+    }
+}
+
+impl<T> Clone for Tracked<T> {
+    fn clone(&self) -> Self {
+        Tracked {
+            value: self.value.clone(),
+            signal: self.signal.clone(),
+        }
+    }
+}
+
+impl<T> Deref for Tracked<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: Send + Sync + 'static> Connection for Tracked<T> {
+    fn close(&self) -> impl Future<Output = ()> + Send + 'static + use<T> {
+        self.signal.close();
+        std::future::ready(())
+    }
+    fn is_closed(&self) -> bool {
+        self.signal.is_closed()
+    }
+    fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<T> {
+        self.signal.closed()
+    }
+}

@@ -1,0 +1,213 @@
+//! The runtime trait the driver is written against, and a virtual clock for tests.
+
+#[allow(unused_imports)]
+use std::prelude::rust_2024::*;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// A boxed, sendable future: what runtimes spawn and what callbacks return.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What the driver needs from an async runtime: spawn a task, sleep for a while.
+///
+/// The adapter crates implement it for Tokio, async-std and smol. It is public so tests can
+/// substitute time (see [`VirtualClock`]) and so unusual executors can run the driver too.
+pub trait Runtime: Send + Sync + 'static {
+    /// Runs `task` in the background until it completes.
+    fn spawn(&self, task: BoxFuture<()>);
+    /// A future that completes once `duration` has passed.
+    fn sleep(&self, duration: Duration) -> BoxFuture<()>;
+}
+
+impl<R: Runtime + ?Sized> Runtime for Arc<R> {
+    fn spawn(&self, task: BoxFuture<()>) {
+        (**self).spawn(task)
+    }
+    fn sleep(&self, duration: Duration) -> BoxFuture<()> {
+        (**self).sleep(duration)
+    }
+}
+
+/// A manual clock: time stands still until the test moves it. Works on any executor.
+///
+/// [`VirtualClock::runtime`] wraps a real runtime (for spawning) so that every sleep of the
+/// persistent connection waits on this clock. Then [`advance`](Self::advance) or
+/// [`advance_to_next`](Self::advance_to_next) fire the timers, and
+/// [`next_timer`](Self::next_timer) waits (without sleeping) until a timer is set, so a
+/// test of a 10 s retry delay runs in microseconds, with no sleeps and no flakiness.
+#[derive(Clone, Default)]
+pub struct VirtualClock {
+    inner: Arc<ClockInner>,
+}
+
+#[derive(Default)]
+struct ClockInner {
+    state: Mutex<ClockState>,
+    timer_set: event_listener::Event,
+}
+
+#[derive(Default)]
+struct ClockState {
+    now: Duration,
+    next_id: u64,
+    /// (deadline, id) -> the waker of the sleep waiting for it.
+    timers: BTreeMap<(Duration, u64), Option<Waker>>,
+}
+
+impl VirtualClock {
+    /// A clock at zero with no timers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ClockState> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A runtime that spawns on `spawner` and sleeps on this clock.
+    pub fn runtime<R: Runtime>(&self, spawner: R) -> VirtualRuntime<R> {
+        VirtualRuntime {
+            clock: self.clone(),
+            spawner,
+        }
+    }
+
+    /// The time elapsed on this clock since it was made.
+    pub fn now(&self) -> Duration {
+        self.lock().now
+    }
+
+    /// How many sleeps wait on this clock.
+    pub fn pending_timers(&self) -> usize {
+        self.lock().timers.len()
+    }
+
+    /// The earliest deadline of a waiting sleep, if any.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        self.lock().timers.keys().next().map(|(d, _)| *d)
+    }
+
+    /// Moves time forward by `by` and wakes every sleep whose deadline has come.
+    pub fn advance(&self, by: Duration) {
+        let mut state = self.lock();
+        state.now = state.now.saturating_add(by);
+        let now = state.now;
+        let due: Vec<_> = state
+            .timers
+            .range(..=(now, u64::MAX))
+            .map(|(k, _)| *k)
+            .collect();
+        let wakers: Vec<Waker> = due
+            .into_iter()
+            .filter_map(|k| state.timers.remove(&k).flatten())
+            .collect();
+        drop(state);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Jumps to the earliest deadline and fires it. Returns how far time moved, or `None`
+    /// (time unchanged) when no sleep waits.
+    pub fn advance_to_next(&self) -> Option<Duration> {
+        let step = {
+            let state = self.lock();
+            let (deadline, _) = state.timers.keys().next()?;
+            deadline.saturating_sub(state.now)
+        };
+        self.advance(step);
+        Some(step)
+    }
+
+    /// Waits until at least one sleep waits on this clock, and returns the earliest
+    /// deadline. This is the explicit signal tests use instead of "sleep a bit".
+    pub async fn next_timer(&self) -> Duration {
+        loop {
+            let listener = self.inner.timer_set.listen();
+            if let Some(deadline) = self.next_deadline() {
+                return deadline;
+            }
+            listener.await;
+        }
+    }
+
+    /// A future that completes once the clock has moved `duration` past now.
+    pub fn sleep(&self, duration: Duration) -> Sleep {
+        let mut state = self.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        let deadline = state.now.saturating_add(duration);
+        if deadline > state.now {
+            state.timers.insert((deadline, id), None);
+            drop(state);
+            self.inner.timer_set.notify(usize::MAX);
+        }
+        Sleep {
+            clock: self.clone(),
+            key: (deadline, id),
+        }
+    }
+}
+
+impl std::fmt::Debug for VirtualClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("VirtualClock")
+            .field("now", &state.now)
+            .field("pending_timers", &state.timers.len())
+            .finish()
+    }
+}
+
+/// A sleep on a [`VirtualClock`].
+#[derive(Debug)]
+pub struct Sleep {
+    clock: VirtualClock,
+    key: (Duration, u64),
+}
+
+impl Future for Sleep {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.clock.lock();
+        if state.now >= self.key.0 {
+            state.timers.remove(&self.key);
+            return Poll::Ready(());
+        }
+        match state.timers.get_mut(&self.key) {
+            Some(slot) => *slot = Some(cx.waker().clone()),
+            None => {
+                state.timers.insert(self.key, Some(cx.waker().clone()));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.clock.lock().timers.remove(&self.key);
+    }
+}
+
+/// A [`Runtime`] that spawns on `R` and sleeps on a [`VirtualClock`].
+#[derive(Clone, Debug)]
+pub struct VirtualRuntime<R> {
+    clock: VirtualClock,
+    spawner: R,
+}
+
+impl<R: Runtime> Runtime for VirtualRuntime<R> {
+    fn spawn(&self, task: BoxFuture<()>) {
+        self.spawner.spawn(task)
+    }
+    fn sleep(&self, duration: Duration) -> BoxFuture<()> {
+        Box::pin(self.clock.sleep(duration))
+    }
+}
