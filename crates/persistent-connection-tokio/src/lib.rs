@@ -33,16 +33,17 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use std::fmt;
-use std::future::Future;
+/// The workspace README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 use std::time::Duration;
 
-pub use persistent_connection::driver::{
-    AttemptContext, BoxFuture, Builder, Callback, CloseSignal, Connection, DriverEvent, Error,
-    Events, Lagged, PanicReport, PersistentConnection, Runtime, StateChanges, Tracked,
-    VirtualClock, VirtualRuntime,
-};
-pub use persistent_connection::{AttemptId, Event, Exponential, Jitter, RetryPolicy, State};
+persistent_connection::adapter_api!(
+    Tokio::current(),
+    "the current Tokio runtime (panics outside one)"
+);
 
 /// The Tokio [`Runtime`]: spawns on a Tokio runtime, sleeps with `tokio::time` (so paused
 /// test time works).
@@ -76,27 +77,4 @@ impl Runtime for Tokio {
     fn sleep(&self, duration: Duration) -> BoxFuture<()> {
         Box::pin(tokio::time::sleep(duration))
     }
-}
-
-/// Starts building a persistent connection to `server_name` on the current Tokio runtime:
-/// `get_address` is called before every attempt, `connect` dials what it returned. Finish
-/// with [`Builder::spawn`].
-///
-/// # Panics
-/// Outside a Tokio runtime.
-pub fn builder<A, C, E, G, GF, K, KF>(
-    server_name: impl Into<String>,
-    get_address: G,
-    connect: K,
-) -> Builder<A, C, E>
-where
-    A: Clone + PartialEq + fmt::Debug + Send + Sync + 'static,
-    C: Connection,
-    E: fmt::Debug + fmt::Display + Send + Sync + 'static,
-    G: Fn() -> GF + Send + Sync + 'static,
-    GF: Future<Output = Result<A, E>> + Send + 'static,
-    K: Fn(A, AttemptContext<E>) -> KF + Send + Sync + 'static,
-    KF: Future<Output = Result<C, E>> + Send + 'static,
-{
-    Builder::new(Tokio::current(), server_name, get_address, connect)
 }

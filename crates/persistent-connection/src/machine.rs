@@ -39,8 +39,8 @@ const MAX_PER_INPUT: usize = 4;
 /// `A` is the address (compared to de-duplicate `ObtainedAddress`), `C` the connection (a
 /// cheap handle, handed out more than once), `E` the caller's error. `E` needs only
 /// `Debug`: `FailedToConnect` is de-duplicated by a hash of the error's `Debug` text
-/// (kind and message for `std::io::Error`), and each error is moved out exactly once, so
-/// `std::io::Error` works as it is.
+/// (kind and message for an `io::Error`), and each error is moved out exactly once, so
+/// the standard library's `io::Error` works as it is.
 pub struct Machine<A, C, E> {
     config: Config,
     rng: ChaCha8Rng,

@@ -1,0 +1,49 @@
+//! Keeps a connection to a service alive, on async-std: looks up where the service is,
+//! dials it, hands the connection out, notices when it dies and dials again.
+//!
+//! Glue only: the runtime-agnostic driver of [`persistent_connection`] on async-std's
+//! executor and `async-io` timers. The API is the same as `persistent-connection-tokio`'s
+//! and `persistent-connection-smol`'s.
+//!
+//! async-std is discontinued upstream (its README points users to smol). This adapter
+//! exists because services still run on it; new code should prefer
+//! `persistent-connection-smol`, whose API is identical.
+//!
+//! ```no_run
+//! use std::net::SocketAddr;
+//! use std::time::Duration;
+//! use persistent_connection_async_std::{builder, Tracked};
+//!
+//! async_std::task::block_on(async {
+//!     let conn = builder(
+//!         "echo",
+//!         || async { Ok::<SocketAddr, std::io::Error>("127.0.0.1:7000".parse().unwrap()) },
+//!         |addr, _ctx| async move { async_std::net::TcpStream::connect(addr).await.map(Tracked::new) },
+//!     )
+//!     .retry_delay(|_failures| Duration::from_secs(1))
+//!     .spawn();
+//!     let stream = conn.connected().await;
+//!     # drop(stream);
+//!     conn.close().await;
+//! });
+//! ```
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+persistent_connection::adapter_api!(AsyncStd, "async-std's executor");
+
+/// The async-std [`Runtime`]: spawns async-std tasks, sleeps on `async-io` timers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AsyncStd;
+
+impl Runtime for AsyncStd {
+    fn spawn(&self, task: BoxFuture<()>) {
+        // Dropping the JoinHandle detaches the task.
+        drop(async_std::task::spawn(task));
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<()> {
+        persistent_connection::driver::async_io_sleep(duration)
+    }
+}

@@ -1,0 +1,44 @@
+//! Keeps a connection to a service alive, on smol: looks up where the service is, dials
+//! it, hands the connection out, notices when it dies and dials again.
+//!
+//! Glue only: the runtime-agnostic driver of [`persistent_connection`] on smol's global
+//! executor and `async-io` timers. The API is the same as `persistent-connection-tokio`'s
+//! and `persistent-connection-async-std`'s.
+//!
+//! ```no_run
+//! use std::net::SocketAddr;
+//! use std::time::Duration;
+//! use persistent_connection_smol::{builder, Tracked};
+//!
+//! smol::block_on(async {
+//!     let conn = builder(
+//!         "echo",
+//!         || async { Ok::<SocketAddr, std::io::Error>("127.0.0.1:7000".parse().unwrap()) },
+//!         |addr, _ctx| async move { smol::net::TcpStream::connect(addr).await.map(Tracked::new) },
+//!     )
+//!     .retry_delay(|_failures| Duration::from_secs(1))
+//!     .spawn();
+//!     let stream = conn.connected().await;
+//!     # drop(stream);
+//!     conn.close().await;
+//! });
+//! ```
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+persistent_connection::adapter_api!(Smol, "smol's global executor");
+
+/// The smol [`Runtime`]: spawns on smol's global executor, sleeps on `async-io` timers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Smol;
+
+impl Runtime for Smol {
+    fn spawn(&self, task: BoxFuture<()>) {
+        smol::spawn(task).detach();
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<()> {
+        persistent_connection::driver::async_io_sleep(duration)
+    }
+}

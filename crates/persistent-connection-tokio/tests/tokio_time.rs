@@ -1,0 +1,106 @@
+//! Tokio-specific checks: paused Tokio time drives the retry delays (the seed's
+//! `time_source`), and the handle is usable across the multi-threaded runtime.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use persistent_connection_tokio::{
+    CloseSignal, Error, Event, Jitter, PersistentConnection, RetryPolicy, builder,
+};
+use tokio::time::Instant;
+
+fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+
+#[test]
+fn r13_handle_is_clone_send_sync() {
+    assert_send_sync_clone::<PersistentConnection<std::net::SocketAddr, CloseSignal, std::io::Error>>(
+    );
+}
+
+/// R7 on paused Tokio time: with the seed's default policy (10 s, jitter off here), each
+/// failed attempt starts 10 s after the previous one, and a connection that lived longer
+/// than the delay is redialled at once when it dies.
+#[tokio::test(start_paused = true)]
+async fn r7_default_delay_on_paused_tokio_time() {
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let fetch_starts = starts.clone();
+    let script = Arc::new(Mutex::new(
+        vec![Err("refused"), Err("refused"), Ok(())].into_iter(),
+    ));
+    let conn = builder(
+        "scripted",
+        move || {
+            fetch_starts.lock().unwrap().push(Instant::now());
+            async { Ok::<_, String>("service") }
+        },
+        move |_addr, _ctx| {
+            let next = script.lock().unwrap().next().unwrap_or(Ok(()));
+            async move { next.map(|()| CloseSignal::new()).map_err(String::from) }
+        },
+    )
+    .retry_policy(RetryPolicy::DEFAULT)
+    .jitter(Jitter::Off)
+    .spawn();
+
+    let first = conn.connected().await;
+    let t = starts.lock().unwrap().clone();
+    assert_eq!(t.len(), 3);
+    assert_eq!(t[1] - t[0], Duration::from_secs(10));
+    assert_eq!(t[2] - t[1], Duration::from_secs(10));
+
+    // The connection lives a minute, then dies: the next attempt starts at once.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let died = Instant::now();
+    first.close();
+    let second = conn.connected().await;
+    assert!(!second.is_closed());
+    let t = starts.lock().unwrap().clone();
+    assert_eq!(t.len(), 4);
+    assert_eq!(
+        t[3], died,
+        "a long-lived connection is redialled without waiting"
+    );
+    conn.close().await;
+}
+
+/// R8, R11 across threads: waiters on other worker threads see the connection, and a
+/// close from another thread wakes the `Closed` form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r8_waiters_on_other_threads_and_close_from_another_thread() {
+    let gate = CloseSignal::new();
+    let address_gate = gate.clone();
+    let conn = builder(
+        "gated",
+        move || {
+            let gate = address_gate.clone();
+            async move {
+                gate.closed().await;
+                Ok::<_, String>("service")
+            }
+        },
+        |_addr, _ctx| async { Ok::<_, String>(CloseSignal::new()) },
+    )
+    .spawn();
+    let waiters: Vec<_> = (0..8).map(|_| tokio::spawn(conn.connected())).collect();
+    gate.close();
+    let mut got = Vec::new();
+    for waiter in waiters {
+        got.push(waiter.await.unwrap());
+    }
+    let current = conn.current_connection().unwrap();
+    assert!(got.iter().all(|c| !c.is_closed()));
+
+    let closer = conn.clone();
+    let waiting = tokio::spawn(async move {
+        // Not connected any more once closed: the Closed form resolves.
+        closer.close().await;
+        closer.connected_or_closed().await
+    });
+    assert!(matches!(waiting.await.unwrap(), Err(Error::Closed)));
+    assert!(current.is_closed(), "close closed the connection");
+    let mut events = conn.events();
+    use futures_core::Stream;
+    let end = std::future::poll_fn(|cx| std::pin::Pin::new(&mut events).poll_next(cx)).await;
+    assert!(end.is_none(), "the event stream ends once closed");
+    let _ = Event::<(), (), ()>::Disconnected;
+}
