@@ -190,6 +190,9 @@ pub struct Builder<A, C, E> {
     config: Config,
     seed: Option<u64>,
     hooks: Hooks<A, C, E>,
+    /// Made here, so that subscribers can exist before the task starts.
+    events: async_broadcast::Sender<DriverEvent<A, C, E>>,
+    events_keep: async_broadcast::InactiveReceiver<DriverEvent<A, C, E>>,
 }
 
 impl<A, C, E> Builder<A, C, E>
@@ -215,11 +218,16 @@ where
         K: Fn(A, AttemptContext<E>) -> KF + Send + Sync + 'static,
         KF: Future<Output = Result<C, E>> + Send + 'static,
     {
+        let (mut events, events_rx) = async_broadcast::broadcast(EVENT_BUFFER);
+        events.set_overflow(true);
+        events.set_await_active(false);
         Builder {
             runtime: Arc::new(runtime),
             server_name: server_name.into().into(),
             config: Config::new(),
             seed: None,
+            events,
+            events_keep: events_rx.deactivate(),
             hooks: Hooks {
                 get_address: Box::new(move || Box::pin(get_address())),
                 connect: Box::new(move |address, ctx| Box::pin(connect(address, ctx))),
@@ -294,14 +302,20 @@ where
         self
     }
 
+    /// The events of the persistent connection this builder will start, from its very first
+    /// one (R14). [`PersistentConnection::events`] subscribes only from the moment it is
+    /// called, by which time the task may have reported the first events.
+    pub fn events(&self) -> Events<DriverEvent<A, C, E>> {
+        Events {
+            rx: self.events_keep.activate_cloned(),
+        }
+    }
+
     /// Starts the persistent connection: a background task begins the first cycle at once
     /// (R1). Returns the handle; dropping every clone of it closes everything (R13).
     pub fn spawn(self) -> PersistentConnection<A, C, E> {
         let seed = self.seed.unwrap_or_else(random_seed);
         let machine = Machine::new(self.config.seed(seed));
-        let (mut events, events_rx) = async_broadcast::broadcast(EVENT_BUFFER);
-        events.set_overflow(true);
-        events.set_await_active(false);
         let (mut states, states_rx) = async_broadcast::broadcast(STATE_BUFFER);
         states.set_overflow(true);
         states.set_await_active(false);
@@ -318,8 +332,8 @@ where
                 state,
             }),
             changed: event_listener::Event::new(),
-            events,
-            events_keep: events_rx.deactivate(),
+            events: self.events,
+            events_keep: self.events_keep,
             states,
             states_keep: states_rx.deactivate(),
         });
@@ -538,7 +552,8 @@ where
     }
 
     /// The events from now on, as a stream (R14). Any number of subscribers; none ever
-    /// holds the persistent connection up.
+    /// holds the persistent connection up. To see every event from the first, subscribe on
+    /// the builder ([`Builder::events`]) before `spawn`.
     pub fn events(&self) -> Events<DriverEvent<A, C, E>> {
         Events {
             rx: self.shared.events_keep.activate_cloned(),
