@@ -1,0 +1,1734 @@
+//! The rule checker: watches a [`Machine`] input by input and command by command, keeps its
+//! own model of what the Machine may do next, and reports the first rule it sees broken as
+//! a [`Violation`].
+//!
+//! What it checks, step by step (the rule names in [`Violation::rule`]):
+//!
+//! - **R1 cycle / grammar**: the events form `(A (O|F)* (C D)?)*`, where `Outcome::Connected`
+//!   counts as C and an unrepeated `Outcome::Failed` as F; a new cycle starts only after D.
+//! - **R2 attempt**: an attempt starts its retry timer, then fetches; it dials the address it
+//!   obtained; `ObtainedAddress` exactly when the address differs from the last of the cycle.
+//! - **R3/R4 outcome**: every attempt's outcome names the error it was fed (or the timeout);
+//!   `repeated` exactly when the error's key ([`failure_key`]) equals the last of the cycle;
+//!   `consecutive_failures()` goes +1 per failure and back to 0 on success.
+//! - **R5/R6 handlers**: a reported event waits for `EventHandled`, which is accepted exactly
+//!   while a handler runs; no event and no new step while one runs; `Disconnected` comes only
+//!   after the connection closed and the `Connected` handler finished.
+//! - **R7 retry delay**: each attempt's delay (`retry_delay()` right after its
+//!   `FetchAddress`) lies within the jitter of `policy.delay(failures at its start)`, an
+//!   attempt starts only once the previous one's delay has passed, and at once when it has;
+//!   while a deadline is pending (the retry delay; the connect timeout while the attempt is
+//!   in flight) a timer is out for the same attempt, due no later than the earliest one.
+//! - **connect timeout**: an attempt fails with `TimedOut` exactly when its timeout passes
+//!   while it is in flight, and its fetch or dial is cancelled.
+//! - **one in flight / one timer / one live connection**: at most one fetch or dial out,
+//!   one timer out (a `StartTimer` replaces the previous one), one connection handed out and
+//!   not yet closed.
+//! - **no connection dropped**: every `Dialed(Ok(c))` the Machine takes comes out as
+//!   `Outcome::Connected(c)` or `CloseConnection(c)` in the same batch; a rejected one comes
+//!   back in [`Rejected`].
+//! - **R11/R12 stop**: one stop outcome, for the first stop input; no attempt, no
+//!   `FailedToConnect` and no `Connected` after it; `close` closes the live connection once;
+//!   the Machine finishes as soon as nothing is live, and `Finished` is its last command.
+//! - **R16 bad input**: each input is accepted exactly when the model says it is expected
+//!   (late results of cancelled attempts may go either way); a rejected input comes back
+//!   unchanged, with an error naming it, and leaves every query (and the `Debug` text)
+//!   unchanged; no batch is longer than [`MAX_BATCH`] commands.
+//! - **queries**: after each batch, `state()`, `current_connection()`, `current_attempt()`,
+//!   `is_closed()`, `stop_kind()`, `is_finished()`, `consecutive_failures()`, `attempt()`,
+//!   `retry_delay()`, `expecting()` and `config()` agree with the model, and the Machine is
+//!   waiting for something that can come (no stall).
+//!
+//! Use it through [`Checked`] (a Machine and its Checker together), or call
+//! [`Checker::before_input`], [`Checker::after_input`] and [`Checker::after_poll`] around
+//! your own calls of the Machine (the zero-allocation test does, to count only the
+//! Machine's allocations).
+
+use std::collections::VecDeque;
+use std::fmt::{self, Debug};
+use std::time::Duration;
+
+use persistent_connection::{
+    AttemptError, AttemptId, Command, Config, Event, Expecting, Input, InputError, Jitter, Machine,
+    Outcome, Rejected, RetryPolicy, State, StopKind, TimerId, error_key,
+};
+
+/// How many recent steps a [`Violation`] quotes.
+const TRACE_LEN: usize = 40;
+
+/// The most commands one input may yield before the checker calls it a loop (R16). The
+/// Machine's queue holds 8.
+pub const MAX_BATCH: usize = 16;
+
+/// A broken rule: which, what happened, and the steps that led to it.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    /// The rule, e.g. `"R4 failure"` or `"one live connection"`.
+    pub rule: &'static str,
+    /// What was seen, and what the rule wanted.
+    pub detail: String,
+    /// The number of inputs fed and commands polled before the violation.
+    pub step: u64,
+    /// The last steps (inputs with their results, and commands), oldest first.
+    pub trace: Vec<String>,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "rule {} broken at step {}: {}",
+            self.rule, self.step, self.detail
+        )?;
+        writeln!(f, "last steps, oldest first:")?;
+        for line in &self.trace {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Violation {}
+
+/// Builds a [`Violation`] (used by the simulation and the scripts for their own checks).
+pub fn violation(rule: &'static str, detail: impl Into<String>) -> Violation {
+    Violation {
+        rule,
+        detail: detail.into(),
+        step: 0,
+        trace: Vec::new(),
+    }
+}
+
+/// The events whose handler gates progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ev {
+    A,
+    O,
+    F,
+    C,
+    D,
+}
+
+/// Where the event grammar stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Before the first `A`, or after a `D`: the next event is `A`.
+    BeforeCycle,
+    /// After `A`: `O`, `F` or `C` may come.
+    Cycle,
+    /// After `C`: the next event is `D`.
+    Connected,
+}
+
+/// What a batch owes: each must be polled before the Machine falls quiet.
+#[derive(Clone, Debug, PartialEq)]
+enum Expected<A, C, E> {
+    ObtainedAddress(A),
+    Dial(A),
+    Connected(C),
+    Failed(AttemptError<E>),
+    Cancel(AttemptId),
+    CloseLate(C),
+    CloseCurrent(C),
+    StopOutcome(Outcome<C, E>),
+    Disconnected,
+}
+
+/// The model of one attempt.
+#[derive(Clone, Debug)]
+struct Attempt<A> {
+    id: u64,
+    /// The policy's delay (before jitter), once known.
+    base: Option<Duration>,
+    /// The delay after jitter, once known.
+    retry: Option<Duration>,
+    /// Virtual time since the attempt started, as far as its fired timers tell.
+    elapsed: Duration,
+    obtained: Option<A>,
+    /// The failure count when it started.
+    failures_at_start: u32,
+}
+
+impl<A> Attempt<A> {
+    fn due(&self) -> bool {
+        self.retry.is_some_and(|r| self.elapsed >= r)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Timer {
+    id: TimerId,
+    /// The attempt in whose time frame `deadline` is measured.
+    attempt: u64,
+    deadline: Duration,
+}
+
+/// What the Machine shows from outside; a rejected input must leave all of it unchanged.
+#[derive(Debug, PartialEq)]
+struct Snapshot<A, C, E> {
+    state: State,
+    current: Option<C>,
+    current_attempt: Option<AttemptId>,
+    closed: bool,
+    stop_kind: Option<StopKind>,
+    finished: bool,
+    failures: u32,
+    attempt: Option<AttemptId>,
+    retry_delay: Option<Duration>,
+    expecting: Expecting,
+    /// `Debug` text: `Config` is `PartialEq` through an `f64`, so NaN never equals itself.
+    config: String,
+    next_command: Option<Command<A, C, E>>,
+    debug: String,
+}
+
+impl<A, C, E> Snapshot<A, C, E>
+where
+    A: Clone + PartialEq + Debug,
+    C: Clone + PartialEq + Debug,
+    E: Clone + PartialEq + Debug,
+{
+    fn of(m: &Machine<A, C, E>) -> Self {
+        Snapshot {
+            state: m.state(),
+            current: m.current_connection().cloned(),
+            current_attempt: m.current_attempt(),
+            closed: m.is_closed(),
+            stop_kind: m.stop_kind(),
+            finished: m.is_finished(),
+            failures: m.consecutive_failures(),
+            attempt: m.attempt(),
+            retry_delay: m.retry_delay(),
+            expecting: m.expecting(),
+            config: format!("{:?}", m.config()),
+            next_command: m.peek_command().map(clone_command),
+            debug: format!("{m:?}"),
+        }
+    }
+}
+
+/// One remembered step, for the trace of a [`Violation`].
+enum Step<A, C, E> {
+    Fed(Input<A, C, E>, Result<(), InputError>),
+    Polled(Command<A, C, E>),
+}
+
+/// What [`Checker::before_input`] hands to [`Checker::after_input`]: a copy of the input,
+/// the Machine as it was, and whether the model expects the input to be taken.
+pub struct PendingInput<A, C, E> {
+    input: Input<A, C, E>,
+    /// Taken only when the input may be rejected: a rejection where the model wants the
+    /// input taken is a violation by itself.
+    before: Option<Snapshot<A, C, E>>,
+    drained: bool,
+    /// `Some(true)`: must be taken; `Some(false)`: must be rejected; `None`: either.
+    expect_accept: Option<bool>,
+}
+
+/// Watches one Machine and checks every rule it can, step by step. See the module docs.
+pub struct Checker<A, C, E> {
+    config: Config,
+    step: u64,
+    trace: VecDeque<Step<A, C, E>>,
+    batch: usize,
+
+    phase: Phase,
+    cycles: u64,
+    cycle_address: Option<A>,
+    cycle_error: Option<u64>,
+    handler: Option<Ev>,
+    attempt_may_start: bool,
+
+    latest: Option<Attempt<A>>,
+    fetch_out: Option<AttemptId>,
+    dial_out: Option<AttemptId>,
+    delay_out: Option<u32>,
+    custom_delay: Option<Duration>,
+    timer: Option<Timer>,
+    max_timer: u64,
+    /// The command polled just before, if it was a `StartTimer`.
+    just_started: Option<(TimerId, Duration)>,
+    /// Cancelled attempts whose result may still come, and whether it is a dial result.
+    late: Vec<(AttemptId, bool)>,
+
+    owned: Vec<C>,
+    live: Option<(C, AttemptId)>,
+    current: Option<(C, AttemptId)>,
+    close_current_owed: bool,
+
+    first_stop: Option<StopKind>,
+    close_requested: bool,
+    stop_outcome_seen: bool,
+    finished: bool,
+    failures: u32,
+
+    expected: Vec<Expected<A, C, E>>,
+}
+
+impl<A, C, E> Checker<A, C, E>
+where
+    A: Clone + PartialEq + Debug,
+    C: Clone + PartialEq + Debug,
+    E: Clone + PartialEq + Debug,
+{
+    /// A checker for a Machine just made with `config` (no input fed, nothing polled).
+    pub fn new(config: Config) -> Self {
+        Checker {
+            config,
+            step: 0,
+            trace: VecDeque::with_capacity(TRACE_LEN),
+            batch: 0,
+            phase: Phase::BeforeCycle,
+            cycles: 0,
+            cycle_address: None,
+            cycle_error: None,
+            handler: None,
+            attempt_may_start: false,
+            latest: None,
+            fetch_out: None,
+            dial_out: None,
+            delay_out: None,
+            custom_delay: None,
+            timer: None,
+            max_timer: 0,
+            just_started: None,
+            late: Vec::new(),
+            owned: Vec::new(),
+            live: None,
+            current: None,
+            close_current_owed: false,
+            first_stop: None,
+            close_requested: false,
+            stop_outcome_seen: false,
+            finished: false,
+            failures: 0,
+            expected: Vec::new(),
+        }
+    }
+
+    /// Inputs fed plus commands polled so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Whether the model has seen `Command::Finished`.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The policy's delay (before jitter) of the latest attempt, once known.
+    pub fn latest_attempt_base_delay(&self) -> Option<Duration> {
+        self.latest.as_ref().and_then(|a| a.base)
+    }
+
+    /// The connection handed out and not yet reported closed, with its attempt.
+    pub fn live_connection(&self) -> Option<&(C, AttemptId)> {
+        self.live.as_ref()
+    }
+
+    /// The last steps seen, oldest first.
+    pub fn trace(&self) -> Vec<String> {
+        self.trace
+            .iter()
+            .map(|step| match step {
+                Step::Fed(input, Ok(())) => format!("feed {input:?} -> ok"),
+                Step::Fed(input, Err(e)) => format!("feed {input:?} -> {e}"),
+                Step::Polled(cmd) => format!("poll {cmd:?}"),
+            })
+            .collect()
+    }
+
+    fn fail(&self, rule: &'static str, detail: impl Into<String>) -> Violation {
+        Violation {
+            rule,
+            detail: detail.into(),
+            step: self.step,
+            trace: self.trace(),
+        }
+    }
+
+    /// Remembers a step; it is put into words only if a rule breaks.
+    fn note(&mut self, step: Step<A, C, E>) {
+        if self.trace.len() == TRACE_LEN {
+            self.trace.pop_front();
+        }
+        self.trace.push_back(step);
+    }
+
+    fn stopped(&self) -> bool {
+        self.first_stop.is_some()
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        self.config.get_connect_timeout()
+    }
+
+    fn timeout_hit(&self, att: &Attempt<A>) -> bool {
+        self.timeout().is_some_and(|t| att.elapsed >= t)
+    }
+
+    fn latest_due(&self) -> bool {
+        self.latest.as_ref().is_none_or(Attempt::due)
+    }
+
+    fn latest_id(&self) -> u64 {
+        self.latest.as_ref().map_or(0, |a| a.id)
+    }
+
+    fn take_expected(&mut self, want: &Expected<A, C, E>) -> bool {
+        match self.expected.iter().position(|e| e == want) {
+            Some(i) => {
+                self.expected.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What the model says of an input: must be taken, must be rejected, or either.
+    fn predict(&self, input: &Input<A, C, E>) -> Option<bool> {
+        if self.finished {
+            return Some(false);
+        }
+        let late = |a: &AttemptId, dial: bool| self.late.contains(&(*a, dial));
+        match input {
+            // A late result of the kind that was cancelled may be taken (and closed) or, if
+            // very old, refused: either keeps the rules. One of the other kind is refused.
+            Input::AddressObtained { attempt, .. } => {
+                if self.fetch_out == Some(*attempt) {
+                    Some(true)
+                } else if late(attempt, false) {
+                    None
+                } else {
+                    Some(false)
+                }
+            }
+            Input::Dialed { attempt, .. } => {
+                if self.dial_out == Some(*attempt) {
+                    Some(true)
+                } else if late(attempt, true) {
+                    None
+                } else {
+                    Some(false)
+                }
+            }
+            Input::TimerFired(id) => Some(self.timer.is_some_and(|t| t.id == *id)),
+            Input::EventHandled => Some(self.handler.is_some()),
+            Input::RetryDelay(_) => Some(self.delay_out.is_some()),
+            Input::ConnectionClosed { attempt } => {
+                Some(self.live.as_ref().is_some_and(|(_, a)| a == attempt))
+            }
+            Input::Close | Input::Abort(_) | Input::CloseWhenCurrentConnectionIsClosed => {
+                Some(true)
+            }
+        }
+    }
+
+    /// Call just before `machine.handle_input(input)`. Only stop inputs (`Close`, `Abort`,
+    /// `CloseWhenCurrentConnectionIsClosed`) may be fed while commands wait to be polled: a
+    /// caller's `close()` can come at any moment, while the other inputs answer commands.
+    pub fn before_input(
+        &mut self,
+        machine: &Machine<A, C, E>,
+        input: &Input<A, C, E>,
+    ) -> Result<PendingInput<A, C, E>, Violation> {
+        let drained = machine.peek_command().is_none();
+        let is_stop = matches!(
+            input,
+            Input::Close | Input::Abort(_) | Input::CloseWhenCurrentConnectionIsClosed
+        );
+        if !drained && !is_stop {
+            return Err(self.fail(
+                "driver contract",
+                format!("{input:?} fed while commands wait to be polled (test harness bug)"),
+            ));
+        }
+        if drained {
+            self.batch = 0;
+        }
+        let expect_accept = self.predict(input);
+        let before = (expect_accept != Some(true) || !drained).then(|| Snapshot::of(machine));
+        Ok(PendingInput {
+            input: clone_input(input),
+            before,
+            drained,
+            expect_accept,
+        })
+    }
+
+    /// Call right after `machine.handle_input`, with what it returned.
+    pub fn after_input(
+        &mut self,
+        machine: &Machine<A, C, E>,
+        pending: PendingInput<A, C, E>,
+        result: &Result<(), Rejected<A, C, E>>,
+    ) -> Result<(), Violation> {
+        self.step += 1;
+        let PendingInput {
+            input,
+            before,
+            drained,
+            expect_accept,
+        } = pending;
+        match result {
+            Ok(()) => self.note(Step::Fed(clone_input(&input), Ok(()))),
+            Err(r) => self.note(Step::Fed(clone_input(&input), Err(r.error))),
+        }
+        match result {
+            Ok(()) => {
+                if expect_accept == Some(false) {
+                    return Err(self.fail(
+                        "R16 bad input",
+                        format!(
+                            "took {input:?}, which nothing asked for (the model: {})",
+                            self.describe()
+                        ),
+                    ));
+                }
+                self.apply_input(input)
+            }
+            Err(rejected) => {
+                let finished_queued = !drained
+                    && matches!(rejected.error, InputError::Finished { .. })
+                    && machine.is_finished();
+                if expect_accept == Some(true) && !finished_queued {
+                    return Err(self.fail(
+                        "R16 bad input",
+                        format!(
+                            "rejected {input:?}, which it asked for: {} (the model: {})",
+                            rejected.error,
+                            self.describe()
+                        ),
+                    ));
+                }
+                let Some(before) = before else {
+                    return Err(self.fail("checker", "rejected input without a snapshot"));
+                };
+                self.check_rejection(machine, &input, &before, rejected, drained)
+            }
+        }
+    }
+
+    fn check_rejection(
+        &self,
+        machine: &Machine<A, C, E>,
+        input: &Input<A, C, E>,
+        before: &Snapshot<A, C, E>,
+        rejected: &Rejected<A, C, E>,
+        drained: bool,
+    ) -> Result<(), Violation> {
+        let kind = input.kind();
+        let err = rejected.error;
+        let names_input = match err {
+            InputError::Finished { got }
+            | InputError::Unexpected { got, .. }
+            | InputError::UnknownAttempt { got, .. }
+            | InputError::Backlog { got, .. } => got == kind,
+            InputError::StaleTimer { got, .. } => {
+                matches!(input, Input::TimerFired(id) if *id == got)
+            }
+        };
+        if !names_input {
+            return Err(self.fail(
+                "R16 bad input",
+                format!("the error {err:?} does not name the input {input:?}"),
+            ));
+        }
+        if self.finished != matches!(err, InputError::Finished { .. }) && drained {
+            return Err(self.fail(
+                "R16 bad input",
+                format!(
+                    "error {err:?}, but the machine has {}finished",
+                    if self.finished { "" } else { "not " }
+                ),
+            ));
+        }
+        match err {
+            InputError::Backlog { .. } if drained => {
+                return Err(self.fail(
+                    "R16 bad input",
+                    "Backlog error although every command had been polled",
+                ));
+            }
+            InputError::Unexpected { expected, .. } if expected != before.expecting => {
+                return Err(self.fail(
+                    "R16 bad input",
+                    format!(
+                        "the error says it expects {expected:?}, expecting() says {:?}",
+                        before.expecting
+                    ),
+                ));
+            }
+            InputError::StaleTimer { outstanding, .. }
+                if drained && outstanding != self.timer.map(|t| t.id) =>
+            {
+                return Err(self.fail(
+                    "R16 bad input",
+                    format!(
+                        "the error names {outstanding:?} as the timer out, the model has {:?}",
+                        self.timer
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        if !inputs_equal(&rejected.input, input) {
+            return Err(self.fail(
+                "R16 bad input",
+                format!(
+                    "the rejected input came back changed: fed {input:?}, got {:?}",
+                    rejected.input
+                ),
+            ));
+        }
+        let after = Snapshot::of(machine);
+        if after != *before {
+            return Err(self.fail(
+                "R16 bad input",
+                format!(
+                    "a rejected input changed the machine:\n before {before:?}\n after  {after:?}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn apply_input(&mut self, input: Input<A, C, E>) -> Result<(), Violation> {
+        match input {
+            Input::AddressObtained { attempt, result } => {
+                if self.fetch_out == Some(attempt) {
+                    self.fetch_out = None;
+                    match result {
+                        Ok(a) => {
+                            if let Some(att) = self.latest.as_mut() {
+                                att.obtained = Some(a.clone());
+                            }
+                            if self.cycle_address.as_ref() == Some(&a) {
+                                self.expected.push(Expected::Dial(a.clone()));
+                            } else {
+                                self.expected.push(Expected::ObtainedAddress(a.clone()));
+                            }
+                            self.cycle_address = Some(a);
+                        }
+                        Err(e) => self
+                            .expected
+                            .push(Expected::Failed(AttemptError::Address(e))),
+                    }
+                } else {
+                    self.take_late(attempt, false)?;
+                }
+            }
+            Input::Dialed { attempt, result } => {
+                if self.dial_out == Some(attempt) {
+                    self.dial_out = None;
+                    match result {
+                        Ok(c) => {
+                            self.owned.push(c.clone());
+                            self.expected.push(Expected::Connected(c));
+                        }
+                        Err(e) => self
+                            .expected
+                            .push(Expected::Failed(AttemptError::Connect(e))),
+                    }
+                } else {
+                    self.take_late(attempt, true)?;
+                    if let Ok(c) = result {
+                        self.owned.push(c.clone());
+                        self.expected.push(Expected::CloseLate(c));
+                    }
+                }
+            }
+            Input::TimerFired(_) => {
+                let Some(timer) = self.timer.take() else {
+                    return Err(self.fail("one timer", "a timer fired with none out"));
+                };
+                let stopped = self.stopped();
+                let (fetch_out, dial_out, timeout) =
+                    (self.fetch_out, self.dial_out, self.timeout());
+                if let Some(att) = self.latest.as_mut().filter(|a| a.id == timer.attempt) {
+                    let was_hit = timeout.is_some_and(|t| att.elapsed >= t);
+                    att.elapsed = att.elapsed.max(timer.deadline);
+                    let hit = timeout.is_some_and(|t| att.elapsed >= t);
+                    let id = AttemptId(att.id);
+                    if hit
+                        && !was_hit
+                        && !stopped
+                        && (fetch_out == Some(id) || dial_out == Some(id))
+                    {
+                        self.expected.push(Expected::Cancel(id));
+                        self.expected.push(Expected::Failed(AttemptError::TimedOut {
+                            after: timeout.unwrap_or_default(),
+                        }));
+                    }
+                }
+            }
+            Input::EventHandled => match self.handler.take() {
+                Some(Ev::A) | Some(Ev::F) => self.attempt_may_start = true,
+                Some(Ev::O) => {
+                    if !self.stopped() {
+                        let att = self.latest.clone();
+                        match att {
+                            Some(att) if self.timeout_hit(&att) => {
+                                self.expected.push(Expected::Failed(AttemptError::TimedOut {
+                                    after: self.timeout().unwrap_or_default(),
+                                }))
+                            }
+                            Some(Attempt {
+                                obtained: Some(a), ..
+                            }) => self.expected.push(Expected::Dial(a)),
+                            _ => {
+                                return Err(self.fail(
+                                    "R2 attempt",
+                                    "ObtainedAddress handled, but no address was obtained",
+                                ));
+                            }
+                        }
+                    }
+                }
+                Some(Ev::C) => {
+                    if self.live.is_none() {
+                        self.expected.push(Expected::Disconnected);
+                    }
+                }
+                Some(Ev::D) => self.phase = Phase::BeforeCycle,
+                None => {
+                    return Err(
+                        self.fail("R6 handler", "EventHandled taken with no handler running")
+                    );
+                }
+            },
+            Input::RetryDelay(d) => {
+                self.delay_out = None;
+                self.custom_delay = Some(d);
+            }
+            Input::ConnectionClosed { .. } => {
+                self.live = None;
+                self.close_current_owed = false;
+                self.expected
+                    .retain(|e| !matches!(e, Expected::CloseCurrent(_)));
+                if self.handler != Some(Ev::C) {
+                    self.expected.push(Expected::Disconnected);
+                }
+            }
+            Input::Close => {
+                self.close_requested = true;
+                if self.first_stop.is_none() {
+                    self.first_stop = Some(StopKind::Close);
+                    self.expected.push(Expected::StopOutcome(Outcome::Closed));
+                }
+                if let Some((c, _)) = &self.live {
+                    if !self.close_current_owed {
+                        self.close_current_owed = true;
+                        self.expected.push(Expected::CloseCurrent(c.clone()));
+                    }
+                }
+            }
+            Input::Abort(reason) => {
+                if self.first_stop.is_none() {
+                    self.first_stop = Some(StopKind::Abort);
+                    self.expected
+                        .push(Expected::StopOutcome(Outcome::Aborted(reason)));
+                }
+            }
+            Input::CloseWhenCurrentConnectionIsClosed => {
+                if self.first_stop.is_none() {
+                    self.first_stop = Some(StopKind::WhenCurrentConnectionCloses);
+                    self.expected.push(Expected::StopOutcome(Outcome::Closed));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn take_late(&mut self, attempt: AttemptId, dial: bool) -> Result<(), Violation> {
+        match self.late.iter().position(|l| *l == (attempt, dial)) {
+            Some(i) => {
+                self.late.remove(i);
+                Ok(())
+            }
+            None => Err(self.fail(
+                "R16 bad input",
+                format!("took a result for {attempt}, which is neither out nor cancelled"),
+            )),
+        }
+    }
+
+    /// Call right after `machine.poll_command()`, with what it returned. `None` ends a
+    /// batch: then the checker compares every query with its model.
+    pub fn after_poll(
+        &mut self,
+        machine: &Machine<A, C, E>,
+        command: Option<&Command<A, C, E>>,
+    ) -> Result<(), Violation> {
+        let Some(cmd) = command else {
+            return self.quiescent(machine);
+        };
+        self.step += 1;
+        self.batch += 1;
+        self.note(Step::Polled(clone_command(cmd)));
+        if self.finished {
+            return Err(self.fail(
+                "nothing after Finished",
+                format!("{cmd:?} after Command::Finished"),
+            ));
+        }
+        if self.batch > MAX_BATCH {
+            return Err(self.fail(
+                "R16 no loop",
+                format!("more than {MAX_BATCH} commands for one input"),
+            ));
+        }
+        let just_started = self.just_started.take();
+        let reports = matches!(cmd, Command::Emit(_))
+            || matches!(cmd, Command::Outcome(o) if o.is_reported());
+        if reports {
+            if let Some(h) = self.handler {
+                return Err(self.fail(
+                    "R6 handler",
+                    format!("{cmd:?} reported while the handler of {h:?} runs"),
+                ));
+            }
+        }
+        let gated = matches!(
+            cmd,
+            Command::Emit(_)
+                | Command::ComputeRetryDelay { .. }
+                | Command::FetchAddress { .. }
+                | Command::Dial { .. }
+                | Command::Finished
+        ) || matches!(
+            cmd,
+            Command::Outcome(Outcome::Connected(_) | Outcome::Failed { .. })
+        );
+        if gated && self.handler.is_some() {
+            return Err(self.fail(
+                "R6 handler",
+                format!("{cmd:?} while the handler of {:?} runs", self.handler),
+            ));
+        }
+        match cmd {
+            Command::Emit(event) => self.on_emit(event),
+            Command::Outcome(outcome) => self.on_outcome(outcome),
+            Command::ComputeRetryDelay {
+                consecutive_failures,
+            } => self.on_compute(*consecutive_failures),
+            Command::StartTimer { timer, delay } => {
+                if timer.0 <= self.max_timer {
+                    return Err(self.fail(
+                        "one timer",
+                        format!("{timer} is not newer than timer #{}", self.max_timer),
+                    ));
+                }
+                self.max_timer = timer.0;
+                let att = self.latest.as_ref();
+                self.timer = Some(Timer {
+                    id: *timer,
+                    attempt: att.map_or(0, |a| a.id),
+                    deadline: att
+                        .map_or(Duration::ZERO, |a| a.elapsed)
+                        .saturating_add(*delay),
+                });
+                self.just_started = Some((*timer, *delay));
+                Ok(())
+            }
+            Command::FetchAddress { attempt } => self.on_fetch(machine, *attempt, just_started),
+            Command::Dial { attempt, address } => self.on_dial(*attempt, address),
+            Command::CancelAttempt { attempt } => {
+                let dial = if self.fetch_out == Some(*attempt) {
+                    self.fetch_out = None;
+                    false
+                } else if self.dial_out == Some(*attempt) {
+                    self.dial_out = None;
+                    true
+                } else {
+                    return Err(self.fail(
+                        "R11 cancel",
+                        format!("CancelAttempt for {attempt}, whose fetch or dial is not out"),
+                    ));
+                };
+                let hit = self.latest.as_ref().is_some_and(|a| self.timeout_hit(a));
+                if !self.stopped() && !hit {
+                    return Err(self.fail(
+                        "R11 cancel",
+                        format!("{attempt} cancelled with no stop and no timeout"),
+                    ));
+                }
+                self.take_expected(&Expected::Cancel(*attempt));
+                self.late.push((*attempt, dial));
+                Ok(())
+            }
+            Command::CloseConnection(c) => {
+                if let Some(i) = self.owned.iter().position(|o| o == c) {
+                    self.owned.remove(i);
+                    self.take_expected(&Expected::CloseLate(c.clone()));
+                    return Ok(());
+                }
+                if self.take_expected(&Expected::CloseCurrent(c.clone())) {
+                    return Ok(());
+                }
+                Err(self.fail(
+                    "R11 close",
+                    format!(
+                        "CloseConnection({c:?}): not a late result, nor a live connection that \
+                         close() must close (live: {:?}, close requested: {})",
+                        self.live, self.close_requested
+                    ),
+                ))
+            }
+            Command::Finished => self.on_finished(),
+        }
+    }
+
+    fn on_emit(&mut self, event: &Event<A, C, AttemptError<E>>) -> Result<(), Violation> {
+        match event {
+            Event::AttemptingToConnect => {
+                if self.phase != Phase::BeforeCycle {
+                    return Err(self.fail(
+                        "R1 grammar",
+                        format!("AttemptingToConnect in phase {:?}", self.phase),
+                    ));
+                }
+                if self.stop_outcome_seen {
+                    return Err(self.fail("R11 stop", "a new cycle after the stop"));
+                }
+                if !self.latest_due() {
+                    return Err(self.fail(
+                        "R7 retry delay",
+                        "a new cycle before the last attempt's retry delay passed",
+                    ));
+                }
+                self.phase = Phase::Cycle;
+                self.cycles += 1;
+                self.cycle_address = None;
+                self.cycle_error = None;
+                self.attempt_may_start = false;
+                self.handler = Some(Ev::A);
+            }
+            Event::ObtainedAddress(a) => {
+                if self.phase != Phase::Cycle {
+                    return Err(self.fail(
+                        "R1 grammar",
+                        format!("ObtainedAddress in phase {:?}", self.phase),
+                    ));
+                }
+                if !self.take_expected(&Expected::ObtainedAddress(a.clone())) {
+                    return Err(self.fail(
+                        "R2 attempt",
+                        format!(
+                            "ObtainedAddress({a:?}) not owed: it must follow a new address \
+                             (the cycle's last: {:?})",
+                            self.cycle_address
+                        ),
+                    ));
+                }
+                self.handler = Some(Ev::O);
+            }
+            Event::Disconnected => {
+                if self.phase != Phase::Connected {
+                    return Err(self.fail(
+                        "R1 grammar",
+                        format!("Disconnected in phase {:?}", self.phase),
+                    ));
+                }
+                if self.live.is_some() || !self.take_expected(&Expected::Disconnected) {
+                    return Err(self.fail(
+                        "R5 success",
+                        "Disconnected before the connection closed or before the Connected \
+                         handler finished",
+                    ));
+                }
+                self.current = None;
+                self.phase = Phase::BeforeCycle;
+                self.handler = Some(Ev::D);
+            }
+            Event::FailedToConnect(_) | Event::Connected(_) => {
+                return Err(self.fail(
+                    "R3 outcome",
+                    format!("{} emitted as an event, not as an Outcome", event.name()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_outcome(&mut self, outcome: &Outcome<C, E>) -> Result<(), Violation> {
+        match outcome {
+            Outcome::Connected(c) => {
+                if self.phase != Phase::Cycle {
+                    return Err(
+                        self.fail("R1 grammar", format!("Connected in phase {:?}", self.phase))
+                    );
+                }
+                if self.stop_outcome_seen {
+                    return Err(self.fail("R12 abort", "a connection handed out after the stop"));
+                }
+                if self.live.is_some() || self.current.is_some() {
+                    return Err(self.fail(
+                        "one live connection",
+                        format!("{c:?} handed out while {:?} is live", self.live),
+                    ));
+                }
+                if !self.take_expected(&Expected::Connected(c.clone())) {
+                    return Err(self.fail(
+                        "R5 success",
+                        format!("Outcome::Connected({c:?}) without a successful dial of it"),
+                    ));
+                }
+                if let Some(i) = self.owned.iter().position(|o| o == c) {
+                    self.owned.remove(i);
+                }
+                let id = AttemptId(self.latest_id());
+                // close() came in the middle of this batch, after the dial result that made
+                // `c` current: close must close it.
+                self.close_current_owed = self.close_requested;
+                if self.close_requested {
+                    self.expected.push(Expected::CloseCurrent(c.clone()));
+                }
+                self.failures = 0;
+                self.live = Some((c.clone(), id));
+                self.current = Some((c.clone(), id));
+                self.phase = Phase::Connected;
+                self.handler = Some(Ev::C);
+            }
+            Outcome::Failed { error, repeated } => {
+                if self.phase != Phase::Cycle {
+                    return Err(self.fail(
+                        "R1 grammar",
+                        format!("FailedToConnect in phase {:?}", self.phase),
+                    ));
+                }
+                if self.stop_outcome_seen {
+                    return Err(self.fail(
+                        "R11 stop",
+                        format!("an attempt failed with {error:?} after the stop"),
+                    ));
+                }
+                if !self.take_expected(&Expected::Failed(error.clone())) {
+                    return Err(self.fail(
+                        "R4 failure",
+                        format!(
+                            "Failed({error:?}) is not the error the attempt ended with \
+                             (owed: {:?})",
+                            self.expected
+                        ),
+                    ));
+                }
+                let key = failure_key(error);
+                let want_repeated = self.cycle_error == Some(key);
+                if *repeated != want_repeated {
+                    return Err(self.fail(
+                        "R4 failure",
+                        format!(
+                            "repeated = {repeated}, but the error {} the last of this cycle",
+                            if want_repeated {
+                                "equals"
+                            } else {
+                                "differs from"
+                            }
+                        ),
+                    ));
+                }
+                self.cycle_error = Some(key);
+                self.failures = self.failures.saturating_add(1);
+                if *repeated {
+                    self.attempt_may_start = true;
+                } else {
+                    self.handler = Some(Ev::F);
+                }
+            }
+            Outcome::Closed | Outcome::Aborted(_) => {
+                if self.stop_outcome_seen {
+                    return Err(self.fail("R11 stop", format!("a second stop outcome {outcome:?}")));
+                }
+                if !self.take_expected(&Expected::StopOutcome(outcome.clone())) {
+                    return Err(self.fail(
+                        "R11 stop",
+                        format!(
+                            "{outcome:?} does not answer the first stop input ({:?})",
+                            self.first_stop
+                        ),
+                    ));
+                }
+                self.stop_outcome_seen = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks every new attempt passes, whatever its first command.
+    fn check_attempt_start(&self, what: &str) -> Result<(), Violation> {
+        if self.phase != Phase::Cycle {
+            return Err(self.fail("R1 grammar", format!("{what} in phase {:?}", self.phase)));
+        }
+        if self.stop_outcome_seen {
+            return Err(self.fail("R11 stop", format!("{what} after the stop")));
+        }
+        if self.fetch_out.is_some() || self.dial_out.is_some() || self.delay_out.is_some() {
+            return Err(self.fail(
+                "one attempt in flight",
+                format!(
+                    "{what} while {:?} / {:?} / delay {:?} is out",
+                    self.fetch_out, self.dial_out, self.delay_out
+                ),
+            ));
+        }
+        if !self.attempt_may_start {
+            return Err(self.fail(
+                "R1 cycle",
+                format!("{what} before the last attempt failed and its handler finished"),
+            ));
+        }
+        if !self.latest_due() {
+            return Err(self.fail(
+                "R7 retry delay",
+                format!("{what} before the last attempt's retry delay passed"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn new_attempt(&mut self) -> u64 {
+        let id = self.latest_id() + 1;
+        self.latest = Some(Attempt {
+            id,
+            base: None,
+            retry: None,
+            elapsed: Duration::ZERO,
+            obtained: None,
+            failures_at_start: self.failures,
+        });
+        self.attempt_may_start = false;
+        id
+    }
+
+    fn on_compute(&mut self, failures: u32) -> Result<(), Violation> {
+        if self.config.get_retry_policy() != RetryPolicy::Custom {
+            return Err(self.fail(
+                "R7 retry delay",
+                "ComputeRetryDelay without a Custom policy",
+            ));
+        }
+        self.check_attempt_start("ComputeRetryDelay")?;
+        if failures != self.failures {
+            return Err(self.fail(
+                "R7 retry delay",
+                format!(
+                    "ComputeRetryDelay gives {failures} failures, the count is {}",
+                    self.failures
+                ),
+            ));
+        }
+        self.new_attempt();
+        self.delay_out = Some(failures);
+        Ok(())
+    }
+
+    fn on_fetch(
+        &mut self,
+        machine: &Machine<A, C, E>,
+        attempt: AttemptId,
+        just_started: Option<(TimerId, Duration)>,
+    ) -> Result<(), Violation> {
+        let base = if self.config.get_retry_policy() == RetryPolicy::Custom {
+            if self.phase != Phase::Cycle || self.stop_outcome_seen {
+                return Err(self.fail("R11 stop", "FetchAddress after the stop or out of a cycle"));
+            }
+            if self.fetch_out.is_some() || self.dial_out.is_some() || self.delay_out.is_some() {
+                return Err(self.fail(
+                    "one attempt in flight",
+                    "FetchAddress while another fetch, dial or retry delay is out",
+                ));
+            }
+            match self.custom_delay.take() {
+                Some(d) => d,
+                None => {
+                    return Err(self.fail(
+                        "R7 retry delay",
+                        "FetchAddress of a Custom policy before its RetryDelay was fed",
+                    ));
+                }
+            }
+        } else {
+            self.check_attempt_start("FetchAddress")?;
+            self.new_attempt();
+            let Some(d) = self.config.get_retry_policy().delay(self.failures) else {
+                return Err(self.fail("R7 retry delay", "the policy gave no delay"));
+            };
+            d
+        };
+        let id = self.latest_id();
+        if attempt.0 != id {
+            return Err(self.fail(
+                "R2 attempt",
+                format!("FetchAddress for {attempt}, the next attempt is #{id}"),
+            ));
+        }
+        if machine.attempt() != Some(attempt) {
+            return Err(self.fail(
+                "R2 attempt",
+                format!("attempt() is {:?} during {attempt}", machine.attempt()),
+            ));
+        }
+        let Some(retry) = machine.retry_delay() else {
+            return Err(self.fail("R7 retry delay", "retry_delay() is None after FetchAddress"));
+        };
+        let jitter = self.config.get_jitter();
+        if !jitter_allows(jitter, base, retry) {
+            let failures = self.latest.as_ref().map_or(0, |a| a.failures_at_start);
+            return Err(self.fail(
+                "R7 retry delay",
+                format!(
+                    "{attempt} waits {retry:?}; the policy gives {base:?} after {failures} \
+                     failures, and {jitter:?} allows only {:?}",
+                    jitter.bounds(base)
+                ),
+            ));
+        }
+        if let Some(att) = self.latest.as_mut() {
+            att.base = Some(base);
+            att.retry = Some(retry);
+        }
+        // R2: the retry timer (or the connect timeout, if sooner) starts before the fetch.
+        let need = first_deadline(self.timeout(), retry);
+        match (just_started, need) {
+            (Some((timer, delay)), Some(want)) if delay == want => {
+                self.timer = Some(Timer {
+                    id: timer,
+                    attempt: id,
+                    deadline: delay,
+                });
+            }
+            (None, None) if self.timer.is_none() => {}
+            (started, want) => {
+                return Err(self.fail(
+                    "R2 attempt",
+                    format!(
+                        "{attempt} (retry {retry:?}, timeout {:?}) should start a timer of \
+                         {want:?} just before its fetch; it started {started:?} (timer out: \
+                         {:?})",
+                        self.timeout(),
+                        self.timer
+                    ),
+                ));
+            }
+        }
+        self.fetch_out = Some(attempt);
+        Ok(())
+    }
+
+    fn on_dial(&mut self, attempt: AttemptId, address: &A) -> Result<(), Violation> {
+        if self.stop_outcome_seen {
+            return Err(self.fail("R11 stop", "a dial after the stop"));
+        }
+        if self.fetch_out.is_some() || self.dial_out.is_some() {
+            return Err(self.fail(
+                "one attempt in flight",
+                format!(
+                    "Dial while {:?} / {:?} is out",
+                    self.fetch_out, self.dial_out
+                ),
+            ));
+        }
+        if attempt.0 != self.latest_id() {
+            return Err(self.fail(
+                "R2 attempt",
+                format!("Dial for {attempt}, the attempt is #{}", self.latest_id()),
+            ));
+        }
+        if self.latest.as_ref().is_some_and(|a| self.timeout_hit(a)) {
+            return Err(self.fail("connect timeout", "Dial after the connect timeout passed"));
+        }
+        if !self.take_expected(&Expected::Dial(address.clone())) {
+            return Err(self.fail(
+                "R2 attempt",
+                format!(
+                    "Dial({address:?}) is not the address obtained ({:?}), or comes before \
+                     its ObtainedAddress handler finished",
+                    self.latest.as_ref().and_then(|a| a.obtained.clone())
+                ),
+            ));
+        }
+        self.dial_out = Some(attempt);
+        Ok(())
+    }
+
+    fn on_finished(&mut self) -> Result<(), Violation> {
+        if !self.stopped() || !self.stop_outcome_seen {
+            return Err(self.fail("R11 stop", "Finished without a stop"));
+        }
+        if self.live.is_some() || self.current.is_some() {
+            return Err(self.fail(
+                "R11 stop",
+                format!(
+                    "Finished while {:?} is live or not yet reported closed",
+                    self.current
+                ),
+            ));
+        }
+        if self.fetch_out.is_some() || self.dial_out.is_some() {
+            return Err(self.fail(
+                "R11 stop",
+                "Finished with a fetch or dial out and not cancelled",
+            ));
+        }
+        self.finished = true;
+        self.timer = None;
+        self.delay_out = None;
+        Ok(())
+    }
+
+    /// The checks at the end of a batch: owed commands came, queries agree, no stall.
+    fn quiescent(&mut self, machine: &Machine<A, C, E>) -> Result<(), Violation> {
+        if let Some(e) = self.expected.first() {
+            let rule = match e {
+                Expected::ObtainedAddress(_) | Expected::Dial(_) => "R2 attempt",
+                Expected::Connected(_) => "R5 success",
+                Expected::Failed(AttemptError::TimedOut { .. }) | Expected::Cancel(_) => {
+                    "connect timeout"
+                }
+                Expected::Failed(_) => "R4 failure",
+                Expected::CloseLate(_) => "no connection dropped",
+                Expected::CloseCurrent(_) => "R11 close",
+                Expected::StopOutcome(_) => "R11 stop",
+                Expected::Disconnected => "R5 success",
+            };
+            return Err(self.fail(
+                rule,
+                format!("the batch ended without {e:?} (owed: {:?})", self.expected),
+            ));
+        }
+        if !self.owned.is_empty() {
+            return Err(self.fail(
+                "no connection dropped",
+                format!("{:?} taken but neither handed out nor closed", self.owned),
+            ));
+        }
+        self.just_started = None;
+        self.check_queries(machine)?;
+        if self.finished {
+            return Ok(());
+        }
+        if self.stopped() {
+            if self.fetch_out.is_some() || self.dial_out.is_some() {
+                return Err(self.fail("R11 stop", "stopped, but a fetch or dial is still out"));
+            }
+            if self.handler.is_none() && self.live.is_none() {
+                return Err(self.fail(
+                    "R11 stop",
+                    "stopped with no handler running and no live connection, but not finished",
+                ));
+            }
+            return Ok(());
+        }
+        if self.handler.is_none() {
+            if self.phase == Phase::Cycle
+                && self.attempt_may_start
+                && self.delay_out.is_none()
+                && self.latest_due()
+            {
+                return Err(self.fail(
+                    "R7 retry delay",
+                    "the last attempt failed and its delay passed, but no attempt started",
+                ));
+            }
+            if self.phase == Phase::BeforeCycle && self.cycles > 0 && self.latest_due() {
+                return Err(self.fail(
+                    "R7 retry delay",
+                    "disconnected and the delay passed, but no new cycle started",
+                ));
+            }
+        }
+        self.check_timer()?;
+        let waits = self.handler.is_some()
+            || self.fetch_out.is_some()
+            || self.dial_out.is_some()
+            || self.delay_out.is_some()
+            || self.live.is_some()
+            || self.timer.is_some();
+        if !waits {
+            return Err(self.fail(
+                "R16 no stall",
+                format!(
+                    "the machine waits for nothing that can come: {}",
+                    self.describe()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The one timer out must be the one the earliest pending deadline of the latest
+    /// attempt needs: its retry delay, and its connect timeout while it is in flight.
+    fn check_timer(&self) -> Result<(), Violation> {
+        let Some(att) = &self.latest else {
+            return Ok(());
+        };
+        let Some(retry) = att.retry else {
+            return Ok(());
+        };
+        let id = AttemptId(att.id);
+        let in_flight =
+            self.fetch_out == Some(id) || self.dial_out == Some(id) || self.handler == Some(Ev::O);
+        let mut need = (att.elapsed < retry).then_some(retry);
+        if let Some(t) = self.timeout() {
+            if in_flight && att.elapsed < t {
+                need = Some(need.map_or(t, |n| n.min(t)));
+            }
+        }
+        // The timer may be due sooner than needed (a connect timeout that no longer
+        // matters, after which the Machine re-arms for the rest), never later.
+        match (need, self.timer) {
+            (None, _) => Ok(()),
+            (Some(want), Some(t))
+                if t.attempt == att.id && att.elapsed < t.deadline && t.deadline <= want =>
+            {
+                Ok(())
+            }
+            (Some(want), timer) => Err(self.fail(
+                "R7 retry delay",
+                format!(
+                    "{id} (retry {retry:?}, timeout {:?}, {:?} elapsed) needs a timer due at \
+                     {want:?}; the timer out is {timer:?}",
+                    self.timeout(),
+                    att.elapsed
+                ),
+            )),
+        }
+    }
+
+    fn check_queries(&self, m: &Machine<A, C, E>) -> Result<(), Violation> {
+        let mismatch = |what: &str, got: String, want: String| {
+            Err(self.fail(
+                "queries",
+                format!(
+                    "{what} is {got}, the model says {want} ({})",
+                    self.describe()
+                ),
+            ))
+        };
+        if m.peek_command().is_some() {
+            return mismatch("peek_command()", "Some".into(), "None".into());
+        }
+        let state = if self.finished {
+            State::Closed
+        } else if self.stopped() {
+            State::Closing
+        } else if self.current.is_some() {
+            State::Connected
+        } else if self.handler == Some(Ev::D)
+            || (self.phase == Phase::BeforeCycle && self.cycles > 0)
+        {
+            State::Disconnected
+        } else {
+            State::Connecting
+        };
+        if m.state() != state {
+            return mismatch("state()", format!("{:?}", m.state()), format!("{state:?}"));
+        }
+        let current = self.current.as_ref().map(|(c, _)| c);
+        if m.current_connection() != current {
+            return mismatch(
+                "current_connection()",
+                format!("{:?}", m.current_connection()),
+                format!("{current:?}"),
+            );
+        }
+        let current_attempt = self.current.as_ref().map(|(_, a)| *a);
+        if m.current_attempt() != current_attempt {
+            return mismatch(
+                "current_attempt()",
+                format!("{:?}", m.current_attempt()),
+                format!("{current_attempt:?}"),
+            );
+        }
+        if m.is_closed() != self.stopped() {
+            return mismatch(
+                "is_closed()",
+                m.is_closed().to_string(),
+                self.stopped().to_string(),
+            );
+        }
+        let stop_kind = if self.close_requested {
+            Some(StopKind::Close)
+        } else {
+            self.first_stop
+        };
+        if m.stop_kind() != stop_kind {
+            return mismatch(
+                "stop_kind()",
+                format!("{:?}", m.stop_kind()),
+                format!("{stop_kind:?}"),
+            );
+        }
+        if m.is_finished() != self.finished {
+            return mismatch(
+                "is_finished()",
+                m.is_finished().to_string(),
+                self.finished.to_string(),
+            );
+        }
+        if m.consecutive_failures() != self.failures {
+            return Err(self.fail(
+                "R4 failure",
+                format!(
+                    "consecutive_failures() is {}, the model counts {} (+1 per failure, 0 on \
+                     success)",
+                    m.consecutive_failures(),
+                    self.failures
+                ),
+            ));
+        }
+        let attempt = self.latest.as_ref().map(|a| AttemptId(a.id));
+        if m.attempt() != attempt {
+            return mismatch(
+                "attempt()",
+                format!("{:?}", m.attempt()),
+                format!("{attempt:?}"),
+            );
+        }
+        let retry = if self.delay_out.is_some() {
+            None
+        } else {
+            self.latest.as_ref().and_then(|a| a.retry)
+        };
+        // A Custom attempt stopped while it waited for its delay never had one. The Machine
+        // then reports the previous attempt's delay (or zero): a known nit, checked by
+        // `retry_delay_is_none_for_an_attempt_stopped_before_its_delay` (ignored), so the
+        // general checks let it pass.
+        let stopped_before_delay =
+            self.finished && self.latest.as_ref().is_some_and(|a| a.retry.is_none());
+        let retry_ok = m.retry_delay() == retry || stopped_before_delay;
+        if !retry_ok {
+            return mismatch(
+                "retry_delay()",
+                format!("{:?}", m.retry_delay()),
+                format!("{retry:?}"),
+            );
+        }
+        let expecting = if self.finished {
+            Expecting::Nothing
+        } else if self.handler.is_some() {
+            Expecting::EventHandled
+        } else if self.delay_out.is_some() {
+            Expecting::RetryDelay
+        } else if self.fetch_out.is_some() {
+            Expecting::Address
+        } else if self.dial_out.is_some() {
+            Expecting::DialResult
+        } else if self.current.is_some() {
+            Expecting::ConnectionClosed
+        } else {
+            Expecting::RetryTimer
+        };
+        if m.expecting() != expecting {
+            return mismatch(
+                "expecting()",
+                format!("{:?}", m.expecting()),
+                format!("{expecting:?}"),
+            );
+        }
+        // Compared as text: a NaN multiplier never equals itself.
+        if format!("{:?}", m.config()) != format!("{:?}", self.config) {
+            return mismatch(
+                "config()",
+                format!("{:?}", m.config()),
+                format!("{:?}", self.config),
+            );
+        }
+        Ok(())
+    }
+
+    /// A one-line summary of the model, for messages.
+    fn describe(&self) -> String {
+        format!(
+            "phase {:?}, handler {:?}, fetch {:?}, dial {:?}, delay {:?}, timer {:?}, live {:?}, \
+             stop {:?}, finished {}, failures {}, attempt {:?}",
+            self.phase,
+            self.handler,
+            self.fetch_out,
+            self.dial_out,
+            self.delay_out,
+            self.timer,
+            self.live,
+            self.first_stop,
+            self.finished,
+            self.failures,
+            self.latest.as_ref().map(|a| (a.id, a.retry, a.elapsed)),
+        )
+    }
+}
+
+/// The key by which failures are de-duplicated (R4, as in the seed): the caller's error
+/// itself, whichever step (fetch or dial) failed, through [`error_key`]; a timeout by the
+/// whole [`AttemptError`].
+pub fn failure_key<E: Debug>(error: &AttemptError<E>) -> u64 {
+    match error.source_error() {
+        Some(e) => error_key(e),
+        None => error_key(error),
+    }
+}
+
+/// The deadline of the first timer an attempt starts: its retry delay, or its connect
+/// timeout if that is sooner; none when the delay is zero and there is no timeout.
+pub fn first_deadline(timeout: Option<Duration>, retry: Duration) -> Option<Duration> {
+    match (timeout, retry.is_zero()) {
+        (None, true) => None,
+        (None, false) => Some(retry),
+        (Some(t), true) => Some(t),
+        (Some(t), false) => Some(t.min(retry)),
+    }
+}
+
+/// Whether `jitter` may turn the policy's delay `base` into `actual` (R7), computed here
+/// independently of the library: a delay past `u64::MAX` nanoseconds (584 years) is first
+/// clamped to it, as the library documents; then exactly that when off or at 0 %, and
+/// within `+- percent%` (at most 100 %) otherwise.
+pub fn jitter_allows(jitter: Jitter, base: Duration, actual: Duration) -> bool {
+    let d = base.as_nanos().min(u128::from(u64::MAX));
+    let a = actual.as_nanos();
+    match jitter {
+        Jitter::Off | Jitter::Uniform { percent: 0 } => a == d,
+        Jitter::Uniform { percent } => {
+            let p = u128::from(percent.min(100));
+            a * 100 >= d * (100 - p) && a * 100 <= d * (100 + p)
+        }
+    }
+}
+
+/// A copy of an input (inputs are not `Clone`).
+pub fn clone_input<A: Clone, C: Clone, E: Clone>(input: &Input<A, C, E>) -> Input<A, C, E> {
+    match input {
+        Input::AddressObtained { attempt, result } => Input::AddressObtained {
+            attempt: *attempt,
+            result: result.clone(),
+        },
+        Input::Dialed { attempt, result } => Input::Dialed {
+            attempt: *attempt,
+            result: result.clone(),
+        },
+        Input::TimerFired(t) => Input::TimerFired(*t),
+        Input::EventHandled => Input::EventHandled,
+        Input::RetryDelay(d) => Input::RetryDelay(*d),
+        Input::ConnectionClosed { attempt } => Input::ConnectionClosed { attempt: *attempt },
+        Input::Close => Input::Close,
+        Input::Abort(e) => Input::Abort(e.clone()),
+        Input::CloseWhenCurrentConnectionIsClosed => Input::CloseWhenCurrentConnectionIsClosed,
+    }
+}
+
+/// Whether two inputs are equal (inputs are not `PartialEq`).
+pub fn inputs_equal<A: PartialEq, C: PartialEq, E: PartialEq>(
+    x: &Input<A, C, E>,
+    y: &Input<A, C, E>,
+) -> bool {
+    match (x, y) {
+        (
+            Input::AddressObtained {
+                attempt: a,
+                result: r,
+            },
+            Input::AddressObtained {
+                attempt: b,
+                result: s,
+            },
+        ) => a == b && r == s,
+        (
+            Input::Dialed {
+                attempt: a,
+                result: r,
+            },
+            Input::Dialed {
+                attempt: b,
+                result: s,
+            },
+        ) => a == b && r == s,
+        (Input::TimerFired(a), Input::TimerFired(b)) => a == b,
+        (Input::RetryDelay(a), Input::RetryDelay(b)) => a == b,
+        (Input::ConnectionClosed { attempt: a }, Input::ConnectionClosed { attempt: b }) => a == b,
+        (Input::Abort(a), Input::Abort(b)) => a == b,
+        (Input::EventHandled, Input::EventHandled)
+        | (Input::Close, Input::Close)
+        | (Input::CloseWhenCurrentConnectionIsClosed, Input::CloseWhenCurrentConnectionIsClosed) => {
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A copy of a command (commands are not `Clone`).
+pub fn clone_command<A: Clone, C: Clone, E: Clone>(cmd: &Command<A, C, E>) -> Command<A, C, E> {
+    match cmd {
+        Command::Emit(e) => Command::Emit(e.clone()),
+        Command::Outcome(o) => Command::Outcome(o.clone()),
+        Command::ComputeRetryDelay {
+            consecutive_failures,
+        } => Command::ComputeRetryDelay {
+            consecutive_failures: *consecutive_failures,
+        },
+        Command::StartTimer { timer, delay } => Command::StartTimer {
+            timer: *timer,
+            delay: *delay,
+        },
+        Command::FetchAddress { attempt } => Command::FetchAddress { attempt: *attempt },
+        Command::Dial { attempt, address } => Command::Dial {
+            attempt: *attempt,
+            address: address.clone(),
+        },
+        Command::CancelAttempt { attempt } => Command::CancelAttempt { attempt: *attempt },
+        Command::CloseConnection(c) => Command::CloseConnection(c.clone()),
+        Command::Finished => Command::Finished,
+    }
+}
+
+/// A Machine and its [`Checker`]: every input and command goes through both.
+pub struct Checked<A, C, E> {
+    machine: Machine<A, C, E>,
+    checker: Checker<A, C, E>,
+}
+
+impl<A, C, E> Checked<A, C, E>
+where
+    A: Clone + PartialEq + Debug,
+    C: Clone + PartialEq + Debug,
+    E: Clone + PartialEq + Debug,
+{
+    /// A new Machine made with `config`, watched from its first command.
+    pub fn new(config: Config) -> Self {
+        Checked {
+            machine: Machine::new(config),
+            checker: Checker::new(config),
+        }
+    }
+
+    /// The Machine, for queries.
+    pub fn machine(&self) -> &Machine<A, C, E> {
+        &self.machine
+    }
+
+    /// The checker, for its model.
+    pub fn checker(&self) -> &Checker<A, C, E> {
+        &self.checker
+    }
+
+    /// Feeds `input` to the Machine and checks what happened. The outer `Err` is a broken
+    /// rule; the inner result is the Machine's own answer.
+    #[allow(clippy::type_complexity)]
+    pub fn feed(
+        &mut self,
+        input: Input<A, C, E>,
+    ) -> Result<Result<(), Rejected<A, C, E>>, Violation> {
+        let pending = self.checker.before_input(&self.machine, &input)?;
+        let result = self.machine.handle_input(input);
+        self.checker.after_input(&self.machine, pending, &result)?;
+        Ok(result)
+    }
+
+    /// Polls the Machine's next command and checks it; `None` ends the batch and runs the
+    /// end-of-batch checks.
+    pub fn poll(&mut self) -> Result<Option<Command<A, C, E>>, Violation> {
+        let cmd = self.machine.poll_command();
+        self.checker.after_poll(&self.machine, cmd.as_ref())?;
+        Ok(cmd)
+    }
+}

@@ -1,0 +1,759 @@
+//! A scripted environment: turns abstract [`Action`]s (or raw bytes, for the fuzzer) into
+//! Machine inputs, valid and invalid, runs them through a [`Checked`] Machine, and reports
+//! the first broken rule.
+//!
+//! The environment ([`Env`]) remembers what the Machine asked for (a handler to run, an
+//! address to fetch, a dial, a timer, a retry delay, a live connection, cancelled attempts
+//! whose results may still come), so an action like [`Action::Fetch`] answers the fetch
+//! that is out, and [`Action::Auto`] picks one of the valid answers. Invalid inputs come
+//! from actions that answer what was not asked ([`Action::WrongAttempt`],
+//! [`Action::FireStaleTimer`], a `Fetch` with no fetch out, ...). Stop inputs can also come
+//! in the middle of a batch ([`Action::StopMidBatch`]), as a `close()` from inside a
+//! handler would.
+//!
+//! [`run_scenario`] runs a [`Scenario`]; [`run_bytes`] decodes bytes into one first: the
+//! `machine` fuzz target and the corpus replay call it, and the property tests build
+//! [`Scenario`]s directly.
+
+use std::fmt;
+use std::time::Duration;
+
+use persistent_connection::{
+    AttemptId, Command, Config, Exponential, Input, Jitter, Machine, Outcome, RetryPolicy, TimerId,
+};
+
+use crate::check::{Checked, Violation, violation};
+
+/// The address type of the test Machines: a replica number.
+pub type Address = u8;
+
+/// The connection type of the test Machines: a unique number, so that a connection that is
+/// dropped, duplicated or handed out twice can be told apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TestConn(pub u64);
+
+/// The error type of the test Machines. Its `Debug` (derived) never allocates, so the
+/// zero-allocation test can use it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TestError(pub u8);
+
+impl fmt::Display for TestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "test error {}", self.0)
+    }
+}
+
+/// The Machine the tests drive.
+pub type TestMachine = Machine<Address, TestConn, TestError>;
+/// Its inputs.
+pub type TestInput = Input<Address, TestConn, TestError>;
+/// Its commands.
+pub type TestCommand = Command<Address, TestConn, TestError>;
+/// A test Machine with its checker.
+pub type TestChecked = Checked<Address, TestConn, TestError>;
+
+/// One of the three ways to stop a persistent connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopInput {
+    /// `close()`.
+    Close,
+    /// `abort(reason)`.
+    Abort(TestError),
+    /// `close_when_current_connection_is_closed()`.
+    CloseWhenCurrentConnectionCloses,
+}
+
+impl StopInput {
+    /// The Machine input for it.
+    pub fn input(self) -> TestInput {
+        match self {
+            StopInput::Close => Input::Close,
+            StopInput::Abort(e) => Input::Abort(e),
+            StopInput::CloseWhenCurrentConnectionCloses => {
+                Input::CloseWhenCurrentConnectionIsClosed
+            }
+        }
+    }
+}
+
+/// One step of a script. Each feeds one input (except [`Action::StopMidBatch`], which arms
+/// a stop for the next batch), valid or not depending on what the Machine asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// A valid answer to one of the Machine's outstanding requests, picked (and shaped: ok
+    /// or error, which address, which delay) by the byte. Feeds `EventHandled` (rejected)
+    /// when nothing is outstanding.
+    Auto(u8),
+    /// `EventHandled`, whether a handler runs or not.
+    HandleEvent,
+    /// Answers the fetch that is out (or names the latest attempt if none is).
+    Fetch(Result<Address, TestError>),
+    /// Answers the dial that is out (or names the latest attempt if none is) with a fresh
+    /// connection, or an error.
+    Dial(Result<(), TestError>),
+    /// Fires the timer that is out (or a never-issued id if none is).
+    FireTimer,
+    /// Fires a timer that an earlier `StartTimer` replaced (or id 0).
+    FireStaleTimer(u8),
+    /// Answers `ComputeRetryDelay` (or feeds a delay nobody asked for).
+    Delay(Duration),
+    /// The live connection closes (or a made-up one does, if none is live).
+    ConnectionCloses,
+    /// A result comes for a cancelled attempt (picked by `index`): a dial result or an
+    /// address, ok or not.
+    Late {
+        /// Which cancelled attempt (modulo their number).
+        index: u8,
+        /// A dial result rather than an address.
+        dial: bool,
+        /// Success rather than an error.
+        ok: bool,
+    },
+    /// A result or a close naming an attempt near the latest one (`offset - 4` away):
+    /// mostly invalid.
+    WrongAttempt {
+        /// 0: an address; 1: a connection; 2: a dial error; 3: a connection closed.
+        kind: u8,
+        /// The attempt named is the latest one plus `offset - 4`.
+        offset: u8,
+    },
+    /// Feeds a stop input.
+    Stop(StopInput),
+    /// Arms a stop input for the next batch: it is fed after `after` of that batch's
+    /// commands have been polled, while the rest wait (as a `close()` from a handler).
+    StopMidBatch {
+        /// How many commands of the batch come out before it.
+        after: u8,
+        /// The stop input.
+        stop: StopInput,
+    },
+}
+
+/// A Machine configuration and a script for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// How the Machine is made.
+    pub config: Config,
+    /// What happens to it. After the last action the script feeds `Close` and answers
+    /// every request until the Machine finishes (R11: close always finishes).
+    pub actions: Vec<Action>,
+}
+
+/// What a run did: used to check that the scripts reach the interesting places.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Inputs fed.
+    pub inputs: u64,
+    /// Inputs the Machine rejected.
+    pub rejected: u64,
+    /// Commands polled.
+    pub commands: u64,
+    /// Cycles started (`AttemptingToConnect`).
+    pub cycles: u64,
+    /// Attempts started.
+    pub attempts: u64,
+    /// Connections handed out.
+    pub connections: u64,
+    /// Failed attempts reported as `FailedToConnect`.
+    pub failures: u64,
+    /// Failed attempts not reported because they repeated the previous error.
+    pub repeated_failures: u64,
+    /// Attempts that ended with the connect timeout.
+    pub timeouts: u64,
+    /// Attempts cancelled.
+    pub cancels: u64,
+    /// Late connections the Machine asked to close.
+    pub late_closed: u64,
+    /// Stop inputs fed while commands waited to be polled.
+    pub mid_batch_stops: u64,
+    /// The largest consecutive-failure count seen.
+    pub max_failures: u32,
+    /// The Machine finished before the script's final `Close`.
+    pub finished_early: bool,
+}
+
+impl Report {
+    fn count(&mut self, cmd: &TestCommand) {
+        self.commands += 1;
+        match cmd {
+            Command::Emit(persistent_connection::Event::AttemptingToConnect) => self.cycles += 1,
+            Command::FetchAddress { .. } => self.attempts += 1,
+            Command::Outcome(Outcome::Connected(_)) => self.connections += 1,
+            Command::Outcome(Outcome::Failed { error, repeated }) => {
+                if *repeated {
+                    self.repeated_failures += 1;
+                } else {
+                    self.failures += 1;
+                }
+                if error.is_timeout() {
+                    self.timeouts += 1;
+                }
+            }
+            Command::CancelAttempt { .. } => self.cancels += 1,
+            Command::CloseConnection(_) => self.late_closed += 1,
+            _ => {}
+        }
+    }
+}
+
+/// What the environment owes the Machine, learnt from the commands it polled.
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    handler: bool,
+    fetch: Option<AttemptId>,
+    dial: Option<AttemptId>,
+    delay_wanted: bool,
+    timer: Option<TimerId>,
+    max_timer: u64,
+    stale: Vec<TimerId>,
+    /// Cancelled attempts whose result may still come, and whether a dial was out.
+    cancelled: Vec<(AttemptId, bool)>,
+    live: Option<(TestConn, AttemptId)>,
+    next_conn: u64,
+    finished: bool,
+    mid_stop: Option<(u8, StopInput)>,
+}
+
+/// The kinds of valid answer [`Action::Auto`] picks from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owed {
+    Handler,
+    Fetch,
+    Dial,
+    Delay,
+    Timer,
+    Closes,
+    Late,
+}
+
+/// A duration from a byte: zero, tiny, usual, huge and saturating values, and a spread of
+/// milliseconds.
+pub fn duration_from_byte(b: u8) -> Duration {
+    match b % 16 {
+        0 => Duration::ZERO,
+        1 => Duration::from_nanos(1),
+        2 => Duration::from_millis(1),
+        3 => Duration::from_millis(250),
+        4 => Duration::from_secs(1),
+        5 => Duration::from_secs(2),
+        6 => Duration::from_secs(10),
+        7 => Duration::from_secs(120),
+        8 => Duration::from_secs(3600),
+        9 => Duration::from_nanos(u64::MAX),
+        10 => Duration::MAX,
+        11 => Duration::new(u64::MAX / 2, 999_999_999),
+        _ => Duration::from_millis(u64::from(b) * 13),
+    }
+}
+
+/// A backoff multiplier from a byte: below one, one, just above, usual, large, and the
+/// float oddities (NaN, infinities, negative, subnormal).
+pub fn multiplier_from_byte(b: u8) -> f64 {
+    const CHOICES: [f64; 16] = [
+        0.0,
+        0.5,
+        1.0,
+        1.000_000_1,
+        1.6,
+        2.0,
+        10.0,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -1.0,
+        1e300,
+        f64::MIN_POSITIVE,
+        1.5,
+        f64::EPSILON,
+        1.0 + f64::EPSILON,
+    ];
+    CHOICES[usize::from(b % 16)]
+}
+
+/// Reads bytes, giving zeros once they run out.
+#[derive(Clone, Debug)]
+pub struct ByteReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> ByteReader<'a> {
+    /// A reader over `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        ByteReader { data, pos: 0 }
+    }
+
+    /// Whether every byte has been read.
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+
+    /// The next byte (0 past the end).
+    pub fn u8(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        b
+    }
+
+    /// The next 8 bytes, little-endian.
+    pub fn u64(&mut self) -> u64 {
+        let mut v = 0u64;
+        for i in 0..8 {
+            v |= u64::from(self.u8()) << (8 * i);
+        }
+        v
+    }
+
+    /// The next 4 bytes, little-endian.
+    pub fn u32(&mut self) -> u32 {
+        let mut v = 0u32;
+        for i in 0..4 {
+            v |= u32::from(self.u8()) << (8 * i);
+        }
+        v
+    }
+}
+
+/// A configuration from bytes: the policy (constant, exponential with any parameters,
+/// gRPC's, custom), the jitter (standard, off, any percent), the seed and the connect
+/// timeout (off, or any duration of [`duration_from_byte`]).
+pub fn config_from_bytes(r: &mut ByteReader<'_>) -> Config {
+    let policy = match r.u8() % 4 {
+        0 => RetryPolicy::Constant(duration_from_byte(r.u8())),
+        1 => RetryPolicy::Exponential(Exponential {
+            initial: duration_from_byte(r.u8()),
+            multiplier: multiplier_from_byte(r.u8()),
+            max: duration_from_byte(r.u8()),
+        }),
+        2 => RetryPolicy::Exponential(Exponential::GRPC),
+        _ => RetryPolicy::Custom,
+    };
+    let jitter = match r.u8() {
+        0..=99 => Jitter::STANDARD,
+        100..=159 => Jitter::Off,
+        p => Jitter::Uniform { percent: p },
+    };
+    let seed = r.u64();
+    let t = r.u8();
+    let timeout = (t % 3 != 0).then(|| duration_from_byte(t / 3));
+    Config::new()
+        .retry_policy(policy)
+        .jitter(jitter)
+        .seed(seed)
+        .connect_timeout(timeout)
+}
+
+fn stop_from_byte(b: u8) -> StopInput {
+    match b % 3 {
+        0 => StopInput::Close,
+        1 => StopInput::Abort(TestError((b >> 2) % 4)),
+        _ => StopInput::CloseWhenCurrentConnectionCloses,
+    }
+}
+
+/// One action from two bytes (a tag and an argument). Half the tags are [`Action::Auto`],
+/// so that random bytes still go deep into the Machine.
+pub fn action_from_bytes(r: &mut ByteReader<'_>) -> Action {
+    let (tag, arg) = (r.u8(), r.u8());
+    match tag % 16 {
+        0..=7 => Action::Auto(arg),
+        8 => Action::HandleEvent,
+        9 => Action::Fetch(if arg & 1 == 0 {
+            Ok((arg >> 1) % 4)
+        } else {
+            Err(TestError((arg >> 1) % 4))
+        }),
+        10 => Action::Dial(if arg & 1 == 0 {
+            Ok(())
+        } else {
+            Err(TestError((arg >> 1) % 4))
+        }),
+        11 if arg & 1 == 0 => Action::FireTimer,
+        11 => Action::FireStaleTimer(arg >> 1),
+        12 if arg & 1 == 0 => Action::Delay(duration_from_byte(arg >> 1)),
+        12 => Action::ConnectionCloses,
+        13 => Action::Late {
+            index: arg >> 2,
+            dial: arg & 1 == 1,
+            ok: arg & 2 == 2,
+        },
+        14 if arg & 1 == 0 => Action::WrongAttempt {
+            kind: (arg >> 1) % 4,
+            offset: (arg >> 3) % 9,
+        },
+        14 => Action::Stop(stop_from_byte(arg >> 1)),
+        _ => Action::StopMidBatch {
+            after: (arg >> 2) % 8,
+            stop: stop_from_byte(arg),
+        },
+    }
+}
+
+impl Scenario {
+    /// Decodes a scenario: a configuration ([`config_from_bytes`]), then two bytes per
+    /// action ([`action_from_bytes`]). Every byte string is a scenario.
+    pub fn from_bytes(data: &[u8]) -> Scenario {
+        let mut r = ByteReader::new(data);
+        let config = config_from_bytes(&mut r);
+        let mut actions = Vec::new();
+        while !r.is_empty() {
+            actions.push(action_from_bytes(&mut r));
+        }
+        Scenario { config, actions }
+    }
+}
+
+impl Env {
+    /// An environment with nothing owed.
+    pub fn new() -> Self {
+        Env::default()
+    }
+
+    /// Whether the Machine has finished.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Takes the stop armed by [`Action::StopMidBatch`], if any.
+    pub fn take_mid_stop(&mut self) -> Option<(u8, StopInput)> {
+        self.mid_stop.take()
+    }
+
+    fn fresh_conn(&mut self) -> TestConn {
+        self.next_conn += 1;
+        TestConn(self.next_conn)
+    }
+
+    fn latest(machine: &TestMachine) -> AttemptId {
+        machine.attempt().unwrap_or(AttemptId(1))
+    }
+
+    /// The input for `action`, given what is owed; `None` for an action that feeds nothing
+    /// ([`Action::StopMidBatch`]).
+    pub fn input_for(&mut self, action: &Action, machine: &TestMachine) -> Option<TestInput> {
+        let input = match *action {
+            Action::Auto(b) => self.auto(b, machine),
+            Action::HandleEvent => Input::EventHandled,
+            Action::Fetch(result) => Input::AddressObtained {
+                attempt: self.fetch.unwrap_or_else(|| Self::latest(machine)),
+                result,
+            },
+            Action::Dial(result) => {
+                let attempt = self.dial.unwrap_or_else(|| Self::latest(machine));
+                let result = match result {
+                    Ok(()) => Ok(self.fresh_conn()),
+                    Err(e) => Err(e),
+                };
+                Input::Dialed { attempt, result }
+            }
+            Action::FireTimer => {
+                Input::TimerFired(self.timer.unwrap_or(TimerId(self.max_timer + 1)))
+            }
+            Action::FireStaleTimer(i) => Input::TimerFired(if self.stale.is_empty() {
+                TimerId(0)
+            } else {
+                self.stale[usize::from(i) % self.stale.len()]
+            }),
+            Action::Delay(d) => Input::RetryDelay(d),
+            Action::ConnectionCloses => Input::ConnectionClosed {
+                attempt: self.live.map_or_else(|| Self::latest(machine), |(_, a)| a),
+            },
+            Action::Late { index, dial, ok } => {
+                let attempt = if self.cancelled.is_empty() {
+                    AttemptId(0)
+                } else {
+                    self.cancelled[usize::from(index) % self.cancelled.len()].0
+                };
+                self.result_for(attempt, dial, ok, index)
+            }
+            Action::WrongAttempt { kind, offset } => {
+                let attempt = AttemptId(
+                    Self::latest(machine)
+                        .0
+                        .wrapping_add(u64::from(offset))
+                        .wrapping_sub(4),
+                );
+                match kind % 4 {
+                    0 => Input::AddressObtained {
+                        attempt,
+                        result: Ok(offset % 3),
+                    },
+                    1 => Input::Dialed {
+                        attempt,
+                        result: Ok(self.fresh_conn()),
+                    },
+                    2 => Input::Dialed {
+                        attempt,
+                        result: Err(TestError(offset % 3)),
+                    },
+                    _ => Input::ConnectionClosed { attempt },
+                }
+            }
+            Action::Stop(stop) => stop.input(),
+            Action::StopMidBatch { after, stop } => {
+                self.mid_stop = Some((after, stop));
+                return None;
+            }
+        };
+        Some(input)
+    }
+
+    fn result_for(&mut self, attempt: AttemptId, dial: bool, ok: bool, v: u8) -> TestInput {
+        match (dial, ok) {
+            (true, true) => Input::Dialed {
+                attempt,
+                result: Ok(self.fresh_conn()),
+            },
+            (true, false) => Input::Dialed {
+                attempt,
+                result: Err(TestError(v % 3)),
+            },
+            (false, true) => Input::AddressObtained {
+                attempt,
+                result: Ok(v % 3),
+            },
+            (false, false) => Input::AddressObtained {
+                attempt,
+                result: Err(TestError(v % 3)),
+            },
+        }
+    }
+
+    fn auto(&mut self, b: u8, machine: &TestMachine) -> TestInput {
+        let mut owed = [Owed::Handler; 7];
+        let mut n = 0;
+        for (yes, what) in [
+            (self.handler, Owed::Handler),
+            (self.fetch.is_some(), Owed::Fetch),
+            (self.dial.is_some(), Owed::Dial),
+            (self.delay_wanted, Owed::Delay),
+            (self.timer.is_some(), Owed::Timer),
+            (self.live.is_some(), Owed::Closes),
+            (!self.cancelled.is_empty(), Owed::Late),
+        ] {
+            if yes {
+                owed[n] = what;
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return Input::EventHandled;
+        }
+        let v = b >> 3;
+        match owed[usize::from(b) % n] {
+            Owed::Handler => Input::EventHandled,
+            Owed::Fetch => Input::AddressObtained {
+                attempt: self.fetch.unwrap_or_else(|| Self::latest(machine)),
+                result: if v % 4 == 3 {
+                    Err(TestError((v >> 2) % 3))
+                } else {
+                    Ok((v >> 2) % 3)
+                },
+            },
+            Owed::Dial => {
+                let attempt = self.dial.unwrap_or_else(|| Self::latest(machine));
+                let result = if v % 2 == 0 {
+                    Ok(self.fresh_conn())
+                } else {
+                    Err(TestError((v >> 1) % 3))
+                };
+                Input::Dialed { attempt, result }
+            }
+            Owed::Delay => Input::RetryDelay(match v % 8 {
+                0 => Duration::ZERO,
+                1 => Duration::from_millis(1),
+                2 => Duration::from_millis(50),
+                3 => Duration::from_secs(1),
+                4 => Duration::from_secs(10),
+                5 => Duration::from_secs(120),
+                6 => Duration::from_millis(u64::from(v) * 7),
+                _ => duration_from_byte(v),
+            }),
+            Owed::Timer => Input::TimerFired(self.timer.unwrap_or(TimerId(0))),
+            Owed::Closes => Input::ConnectionClosed {
+                attempt: self.live.map_or_else(|| Self::latest(machine), |(_, a)| a),
+            },
+            Owed::Late => {
+                let (attempt, dial) = self.cancelled[usize::from(v) % self.cancelled.len()];
+                self.result_for(attempt, dial, v & 1 == 0, v)
+            }
+        }
+    }
+
+    /// Learns what the Machine asks for from one command it yielded.
+    pub fn observe(&mut self, cmd: &TestCommand, machine: &TestMachine) {
+        match cmd {
+            Command::Emit(_) => self.handler = true,
+            Command::Outcome(o) => {
+                if o.is_reported() {
+                    self.handler = true;
+                }
+                if let Outcome::Connected(c) = o {
+                    self.live = Some((*c, machine.current_attempt().unwrap_or(AttemptId(0))));
+                }
+            }
+            Command::ComputeRetryDelay { .. } => self.delay_wanted = true,
+            Command::StartTimer { timer, .. } => {
+                if let Some(old) = self.timer.replace(*timer) {
+                    if self.stale.len() == 8 {
+                        self.stale.remove(0);
+                    }
+                    self.stale.push(old);
+                }
+                self.max_timer = self.max_timer.max(timer.0);
+            }
+            Command::FetchAddress { attempt } => self.fetch = Some(*attempt),
+            Command::Dial { attempt, .. } => self.dial = Some(*attempt),
+            Command::CancelAttempt { attempt } => {
+                let dial = self.dial == Some(*attempt);
+                if self.fetch == Some(*attempt) {
+                    self.fetch = None;
+                }
+                if dial {
+                    self.dial = None;
+                }
+                if self.cancelled.len() == 16 {
+                    self.cancelled.remove(0);
+                }
+                self.cancelled.push((*attempt, dial));
+            }
+            Command::CloseConnection(_) => {}
+            Command::Finished => {
+                self.finished = true;
+                self.timer = None;
+            }
+        }
+    }
+
+    /// Learns from the Machine's answer to an input (what it took is no longer owed).
+    pub fn after_feed(&mut self, input: &TestInput, accepted: bool) {
+        if !accepted {
+            return;
+        }
+        match input {
+            Input::AddressObtained { attempt, .. } | Input::Dialed { attempt, .. } => {
+                if self.fetch == Some(*attempt) {
+                    self.fetch = None;
+                } else if self.dial == Some(*attempt) {
+                    self.dial = None;
+                } else {
+                    self.cancelled.retain(|(a, _)| a != attempt);
+                }
+            }
+            Input::TimerFired(t) => {
+                if self.timer == Some(*t) {
+                    self.timer = None;
+                }
+            }
+            Input::EventHandled => self.handler = false,
+            Input::RetryDelay(_) => self.delay_wanted = false,
+            Input::ConnectionClosed { .. } => self.live = None,
+            Input::Close | Input::Abort(_) | Input::CloseWhenCurrentConnectionIsClosed => {}
+        }
+    }
+}
+
+/// Feeds one input through the checker and tells the environment what became of it.
+fn feed(
+    checked: &mut TestChecked,
+    env: &mut Env,
+    report: &mut Report,
+    input: TestInput,
+) -> Result<(), Violation> {
+    let copy = crate::check::clone_input(&input);
+    report.inputs += 1;
+    let result = checked.feed(input)?;
+    if result.is_err() {
+        report.rejected += 1;
+    }
+    env.after_feed(&copy, result.is_ok());
+    // A rejected connection is handed back: it is ours to close (the checker has already
+    // checked that it came back unchanged).
+    Ok(())
+}
+
+/// Polls until the Machine is quiet, telling `env` about each command. A stop armed with
+/// [`Action::StopMidBatch`] is fed after that many commands.
+pub fn drain(
+    checked: &mut TestChecked,
+    env: &mut Env,
+    report: &mut Report,
+    mut mid: Option<(u8, StopInput)>,
+) -> Result<(), Violation> {
+    let mut polled = 0u8;
+    loop {
+        if let Some((after, stop)) = mid {
+            if polled >= after {
+                mid = None;
+                if checked.machine().peek_command().is_some() {
+                    report.mid_batch_stops += 1;
+                }
+                feed(checked, env, report, stop.input())?;
+            }
+        }
+        match checked.poll()? {
+            Some(cmd) => {
+                report.count(&cmd);
+                report.max_failures = report
+                    .max_failures
+                    .max(checked.machine().consecutive_failures());
+                env.observe(&cmd, checked.machine());
+                polled = polled.saturating_add(1);
+            }
+            None => break,
+        }
+    }
+    if let Some((_, stop)) = mid {
+        feed(checked, env, report, stop.input())?;
+        drain(checked, env, report, None)?;
+    }
+    Ok(())
+}
+
+/// The most inputs the final `Close` may need before the Machine finishes.
+const WIND_DOWN_STEPS: u32 = 64;
+
+/// Runs a scenario through a checked Machine: every action, then `Close` and valid answers
+/// until the Machine finishes. Returns what happened, or the first broken rule.
+pub fn run_scenario(scenario: &Scenario) -> Result<Report, Violation> {
+    let mut checked = TestChecked::new(scenario.config);
+    let mut env = Env::new();
+    let mut report = Report::default();
+    drain(&mut checked, &mut env, &mut report, None)?;
+    for action in &scenario.actions {
+        let Some(input) = env.input_for(action, checked.machine()) else {
+            continue;
+        };
+        feed(&mut checked, &mut env, &mut report, input)?;
+        let mid = env.take_mid_stop();
+        drain(&mut checked, &mut env, &mut report, mid)?;
+    }
+    report.finished_early = env.finished();
+    // R11: close always finishes once the handlers run and the connection closes.
+    if !env.finished() {
+        feed(&mut checked, &mut env, &mut report, Input::Close)?;
+        drain(&mut checked, &mut env, &mut report, None)?;
+    }
+    let mut step = 0u32;
+    while !env.finished() {
+        if step == WIND_DOWN_STEPS {
+            let mut v = violation(
+                "R11 close",
+                format!("close() did not finish within {WIND_DOWN_STEPS} answers"),
+            );
+            v.trace = checked.checker().trace();
+            return Err(v);
+        }
+        // Answer everything but late results, in turn.
+        let input = env.auto((step % 6) as u8, checked.machine());
+        feed(&mut checked, &mut env, &mut report, input)?;
+        drain(&mut checked, &mut env, &mut report, None)?;
+        step += 1;
+    }
+    Ok(report)
+}
+
+/// Decodes `data` into a [`Scenario`] and runs it: the body of the `machine` fuzz target.
+pub fn run_bytes(data: &[u8]) -> Result<Report, Violation> {
+    run_scenario(&Scenario::from_bytes(data))
+}
