@@ -73,8 +73,8 @@ pub struct Machine<A, C, E> {
     retry_due: bool,
     /// This attempt's connect timeout fired while the `ObtainedAddress` handler ran.
     timed_out: bool,
-    /// This attempt's retry delay, after jitter.
-    retry_delay: Duration,
+    /// This attempt's retry delay, after jitter, once known.
+    retry_delay: Option<Duration>,
 }
 
 /// What the machine waits for next.
@@ -154,7 +154,7 @@ where
             plan: TimerPlan::Retry,
             retry_due: false,
             timed_out: false,
-            retry_delay: Duration::ZERO,
+            retry_delay: None,
         };
         machine.start_cycle();
         machine
@@ -238,9 +238,11 @@ where
         (self.attempt > 0).then_some(AttemptId(self.attempt))
     }
 
-    /// The retry delay (after jitter) of the latest attempt, if one has started.
+    /// The retry delay (after jitter) of the latest attempt, once it is known (`None` before
+    /// the first attempt, and while a [`RetryPolicy::Custom`](crate::RetryPolicy::Custom)
+    /// delay is awaited or was never given).
     pub fn retry_delay(&self) -> Option<Duration> {
-        (self.attempt > 0 && self.wait != Wait::RetryDelay).then_some(self.retry_delay)
+        self.retry_delay
     }
 
     /// The configuration the machine was made with.
@@ -420,6 +422,7 @@ where
         self.late_dial <<= 1;
         self.retry_due = false;
         self.timed_out = false;
+        self.retry_delay = None;
         match self.config.retry.delay(self.failures) {
             Some(delay) => self.begin_attempt(delay),
             None => {
@@ -433,7 +436,7 @@ where
 
     fn begin_attempt(&mut self, delay: Duration) {
         let retry = self.config.jitter.apply(delay, &mut self.rng);
-        self.retry_delay = retry;
+        self.retry_delay = Some(retry);
         match self.config.connect_timeout {
             None if retry.is_zero() => self.retry_due = true,
             None => self.start_timer(retry, TimerPlan::Retry),

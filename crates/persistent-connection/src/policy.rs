@@ -145,10 +145,11 @@ impl Jitter {
     /// Applies the jitter to `delay` with one draw from `rng`.
     pub(crate) fn apply(self, delay: Duration, rng: &mut ChaCha8Rng) -> Duration {
         let pct = self.percent();
-        if pct == 0 || delay.is_zero() {
-            return delay;
-        }
         let d = clamp_nanos(delay);
+        if pct == 0 || d == 0 {
+            // Clamped as when jittered, so that `bounds` holds for every jitter.
+            return from_nanos(d);
+        }
         let draw = rng.next_u64();
         // 63 bits of magnitude, 1 bit of sign: d * frac with frac uniform in [0, 1).
         let scaled = (d * u128::from(draw >> 1)) >> 63;
