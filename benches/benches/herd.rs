@@ -1,0 +1,309 @@
+//! A thundering herd on the bare Machine: 1,000,000 clients, each a `Machine` with the
+//! default policy (constant 10 s), lose their server at the same instant. The server
+//! refuses every dial for `DOWN` (it restarts), then accepts. The simulation runs on
+//! virtual time; fetches, dials and event handlers answer
+//! at once, so only the retry timers move time.
+//!
+//! Each client's connection is long-lived (its retry timer fired long ago), so by R7 every
+//! client dials again at once when it dies; after that, each attempt waits for its retry
+//! timer. Printed for jitter on (the default +-30 %) and off: attempts per 100 ms window as
+//! a compact histogram (one row per second that saw attempts, ten 100 ms columns), the
+//! peak window, when the last client reconnected, and the machine-steps per second it took
+//! to simulate (goal: the whole simulation in under 1 s per core; it runs on one).
+//!
+//! Run: `cargo bench -p persistent-connection-benches --bench herd`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use persistent_connection::{AttemptId, Command, Config, Input, Jitter, Machine, Outcome, TimerId};
+use persistent_connection_benches::{full_run, note_smoke_run};
+
+/// The address: one server, so a `u16` port.
+type Addr = u16;
+/// The connection: its client's index.
+type Conn = u32;
+
+/// The dial error: "connection refused".
+#[derive(Debug)]
+struct Refused;
+
+type M = Machine<Addr, Conn, Refused>;
+
+/// How long the server stays down after it dies at t = 0.
+const DOWN: Duration = Duration::from_secs(25);
+/// The calendar's resolution.
+const BUCKET_NS: u64 = 1_000_000;
+/// The histogram's window.
+const WINDOW_NS: u64 = 100_000_000;
+/// Time the calendar covers (longer than any run here needs).
+const HORIZON: Duration = Duration::from_secs(120);
+
+/// One client's pending timer: (client, deadline in ns, timer id).
+type Entry = (u32, u64, TimerId);
+
+struct Sim {
+    machines: Vec<M>,
+    /// Time-ordered mode: the timers out, by 1 ms bucket of their deadline.
+    calendar: Vec<Vec<Entry>>,
+    /// Schedule timers in the calendar (time-ordered mode) or only note the last one.
+    use_calendar: bool,
+    /// The last timer started: (deadline, id).
+    last_timer: (u64, TimerId),
+    /// Attempts (dials) per 100 ms window.
+    attempts: Vec<u64>,
+    steps: u64,
+    connected: usize,
+    last_connect_ns: u64,
+}
+
+impl Sim {
+    /// `n` clients, each connected long enough for its retry timer to have fired.
+    fn new(n: usize, jitter: Jitter) -> Self {
+        let windows = (HORIZON.as_nanos() as u64 / WINDOW_NS) as usize;
+        let buckets = (HORIZON.as_nanos() as u64 / BUCKET_NS) as usize;
+        let mut sim = Sim {
+            machines: Vec::with_capacity(n),
+            calendar: (0..buckets).map(|_| Vec::new()).collect(),
+            use_calendar: false,
+            last_timer: (0, TimerId(0)),
+            attempts: vec![0; windows],
+            steps: 0,
+            connected: 0,
+            last_connect_ns: 0,
+        };
+        for i in 0..n {
+            let config = Config::new().jitter(jitter).seed(i as u64);
+            sim.machines.push(Machine::new(config));
+            // Connect (server up, at "minus infinity"), then let the retry timer fire.
+            sim.run(i as u32, None, 0, true);
+            let (_, timer) = sim.last_timer;
+            sim.run(i as u32, Some(Input::TimerFired(timer)), 0, true);
+        }
+        sim.attempts.iter_mut().for_each(|a| *a = 0);
+        sim.connected = 0;
+        sim.steps = 0;
+        sim
+    }
+
+    /// Feeds `input` (if any) to client `i` at time `now`, then carries out its commands
+    /// (which answer at once) until it waits for a timer or a closed connection.
+    fn run(&mut self, i: u32, input: Option<Input<Addr, Conn, Refused>>, now: u64, up: bool) {
+        let m = &mut self.machines[i as usize];
+        let mut next = input;
+        loop {
+            if let Some(input) = next.take() {
+                let accepted = m.handle_input(input).is_ok();
+                debug_assert!(accepted, "the simulation fed an input out of turn");
+                self.steps += 1;
+            }
+            while let Some(command) = m.poll_command() {
+                match command {
+                    Command::Emit(_) => next = Some(Input::EventHandled),
+                    Command::Outcome(outcome) => {
+                        if outcome.is_reported() {
+                            next = Some(Input::EventHandled);
+                        }
+                        if let Outcome::Connected(_) = outcome {
+                            self.connected += 1;
+                            self.last_connect_ns = self.last_connect_ns.max(now);
+                        }
+                    }
+                    Command::StartTimer { timer, delay } => {
+                        let deadline = now + delay.as_nanos() as u64;
+                        self.last_timer = (deadline, timer);
+                        if self.use_calendar {
+                            let bucket = (deadline / BUCKET_NS) as usize;
+                            if let Some(b) = self.calendar.get_mut(bucket) {
+                                b.push((i, deadline, timer));
+                            }
+                        }
+                    }
+                    Command::FetchAddress { attempt } => {
+                        next = Some(Input::AddressObtained {
+                            attempt,
+                            result: Ok(7000),
+                        });
+                    }
+                    Command::Dial { attempt, .. } => {
+                        if let Some(w) = self.attempts.get_mut((now / WINDOW_NS) as usize) {
+                            *w += 1;
+                        }
+                        next = Some(dial_result(attempt, i, up));
+                    }
+                    other => {
+                        black_box(other);
+                    }
+                }
+            }
+            if next.is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Time-ordered: the server dies at t = 0, every connection closes; then the calendar
+    /// fires the timers of all clients in time order until all have reconnected.
+    fn herd_in_time_order(&mut self) {
+        self.use_calendar = true;
+        let n = self.machines.len();
+        for i in 0..n as u32 {
+            self.close(i);
+        }
+        let down = DOWN.as_nanos() as u64;
+        for b in 0..self.calendar.len() {
+            if self.connected == n {
+                break;
+            }
+            let mut due = std::mem::take(&mut self.calendar[b]);
+            for &(i, deadline, timer) in &due {
+                self.run(
+                    i,
+                    Some(Input::TimerFired(timer)),
+                    deadline,
+                    deadline >= down,
+                );
+            }
+            due.clear();
+            // Keep the bucket's allocation for reuse (nothing is ever scheduled into the past).
+            self.calendar[b] = due;
+        }
+    }
+
+    /// Client by client: the clients do not interact (the server's state depends only on
+    /// time), so each one's whole timeline can run on its own, with its Machine hot in the
+    /// cache. Same inputs, same histogram, as in time order.
+    fn herd_client_by_client(&mut self) {
+        self.use_calendar = false;
+        let down = DOWN.as_nanos() as u64;
+        let horizon = HORIZON.as_nanos() as u64;
+        for i in 0..self.machines.len() as u32 {
+            let before = self.connected;
+            self.close(i);
+            while self.connected == before {
+                let (deadline, timer) = self.last_timer;
+                if deadline >= horizon {
+                    break;
+                }
+                self.run(
+                    i,
+                    Some(Input::TimerFired(timer)),
+                    deadline,
+                    deadline >= down,
+                );
+            }
+        }
+    }
+
+    /// Client `i`'s connection closes at t = 0, with the server down.
+    fn close(&mut self, i: u32) {
+        let attempt = self.machines[i as usize]
+            .current_attempt()
+            .unwrap_or(AttemptId(0));
+        self.run(i, Some(Input::ConnectionClosed { attempt }), 0, false);
+    }
+}
+
+fn dial_result(attempt: AttemptId, i: u32, up: bool) -> Input<Addr, Conn, Refused> {
+    Input::Dialed {
+        attempt,
+        result: if up { Ok(i) } else { Err(Refused) },
+    }
+}
+
+/// Prints the attempts per 100 ms window: one row per second that saw any.
+fn histogram(attempts: &[u64]) {
+    let fmt = |a: u64| match a {
+        0 => String::from("."),
+        a if a >= 10_000 => format!("{}k", a / 1000),
+        a => a.to_string(),
+    };
+    for (second, row) in attempts.chunks(10).enumerate() {
+        if row.iter().all(|&a| a == 0) {
+            continue;
+        }
+        let cols: Vec<String> = row.iter().map(|&a| format!("{:>6}", fmt(a))).collect();
+        println!("  {second:>3} s |{}", cols.join(""));
+    }
+}
+
+fn main() {
+    let n = if full_run() { 1_000_000 } else { 10_000 };
+    note_smoke_run();
+    println!("== herd: {n} clients lose their server at t = 0; it refuses dials for {DOWN:?} ==");
+    println!(
+        "size_of Machine<u16, u32, Refused> = {} bytes ({} MB for all), of which its RNG (ChaCha8Rng) {} and its command queue (8 x Option<Command>) {}",
+        size_of::<M>(),
+        size_of::<M>() * n / 1_000_000,
+        size_of::<rand_chacha::ChaCha8Rng>(),
+        8 * size_of::<Option<Command<Addr, Conn, Refused>>>()
+    );
+    for (name, jitter) in [
+        ("jitter on (+-30%)", Jitter::STANDARD),
+        ("jitter off", Jitter::Off),
+    ] {
+        let setup_start = Instant::now();
+        let mut sim = Sim::new(n, jitter);
+        let setup = setup_start.elapsed();
+        let start = Instant::now();
+        sim.herd_client_by_client();
+        let by_client = start.elapsed();
+        let (attempts, steps, connected) = (sim.attempts.clone(), sim.steps, sim.connected);
+
+        let mut timed = Sim::new(n, jitter);
+        let start = Instant::now();
+        timed.herd_in_time_order();
+        let in_order = start.elapsed();
+        assert_eq!(
+            timed.attempts, attempts,
+            "both orders simulate the same herd"
+        );
+        assert_eq!(timed.connected, connected);
+        // In time order a connected client's retry timer still fires (one more step) while
+        // others are reconnecting; client by client stops at the connection.
+        let timed_steps = timed.steps;
+
+        let total_attempts: u64 = attempts.iter().sum();
+        let (peak_at, peak) = attempts
+            .iter()
+            .enumerate()
+            .skip(1) // window 0 is the instant of death: every client dials at once (R7)
+            .max_by_key(|(_, a)| **a)
+            .map(|(w, a)| (w, *a))
+            .unwrap_or((0, 0));
+        println!();
+        println!(
+            "{name}: {total_attempts} attempts; {connected} reconnected, the last at {:.1} s; window 0 (the death): {}; peak after it: {peak} at {:.1} s",
+            sim.last_connect_ns as f64 / 1e9,
+            attempts[0],
+            peak_at as f64 * 0.1
+        );
+        println!("  attempts per 100 ms window (columns: tenths of the second; k = thousands)");
+        histogram(&attempts);
+        let rate = |steps: u64, d: Duration| steps as f64 / d.as_secs_f64() / 1e6;
+        let verdict = |d: Duration| {
+            if d < Duration::from_secs(1) {
+                "met"
+            } else {
+                "MISSED"
+            }
+        };
+        println!(
+            "  setting up {n} connected machines took {:.3} s (not counted below)",
+            setup.as_secs_f64()
+        );
+        println!(
+            "  client by client: {:.3} s, {steps} steps = {:.1} M steps/s (goal < 1 s on one core: {})",
+            by_client.as_secs_f64(),
+            rate(steps, by_client),
+            verdict(by_client)
+        );
+        println!(
+            "  in time order:    {:.3} s, {timed_steps} steps = {:.1} M steps/s (goal < 1 s on one core: {}; {:.2}x the time client by client)",
+            in_order.as_secs_f64(),
+            rate(timed_steps, in_order),
+            verdict(in_order),
+            in_order.as_secs_f64() / by_client.as_secs_f64()
+        );
+    }
+}

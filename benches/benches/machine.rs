@@ -1,0 +1,300 @@
+//! The cost of one Machine input: feed it with `handle_input` and drain `poll_command`,
+//! in three realistic steady-state loops, for `Machine<SocketAddr, Arc<()>, io::Error>` with
+//! the default configuration (constant 10 s, +-30 % jitter: one RNG draw per attempt):
+//!
+//! * `fail_retry`: a server that refuses: timer fires, address, dial fails (a repeated
+//!   error, so no event). 3 inputs per attempt.
+//! * `connect_cycle`: a long-lived connection that closes and is re-made at the first
+//!   try: closed, 4 handled events, address, dial, timer. 8 inputs per cycle.
+//! * `restart_cycle`: the mix of a server restart: the connection closes, three attempts
+//!   are refused, the fourth connects. 18 inputs per cycle.
+//! * `fail_retry_os_error`: `fail_retry` with the error a real refused `connect` returns
+//!   (`io::Error::from_raw_os_error(ECONNREFUSED)`), whose `Debug` text (the F
+//!   de-duplication key) is formatted with a heap-allocated message.
+//!
+//! Criterion measures each; then a summary prints the median ns per input (as a ratio of
+//! the 25 ns goal), `size_of` the Machine, and the allocations over a long run, counted by
+//! a global allocator in this binary.
+//!
+//! Run: `cargo bench -p persistent-connection-benches --bench machine`
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use persistent_connection::{AttemptId, Command, Config, Input, Machine, TimerId};
+use persistent_connection_benches::{Stats, full_run, note_smoke_run};
+
+/// Counts every allocation made in this process, then lets the system allocator do it.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// The workspace forbids unsafe code; this crate only denies it, for this one impl. A global
+// allocator is the only way to observe allocations, and `GlobalAlloc` is an unsafe trait:
+// every method forwards its arguments unchanged to `System` (so `System`'s guarantees are
+// ours) and only bumps a counter.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as above; `ptr` came from this allocator, i.e. from `System`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+type M = Machine<SocketAddr, Arc<()>, io::Error>;
+
+/// One step of a script: which input to feed next.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// `ConnectionClosed` for the current connection.
+    Closed,
+    /// `EventHandled`.
+    Handled,
+    /// `AddressObtained(Ok)`.
+    Addr,
+    /// `Dialed(Err)`.
+    DialErr,
+    /// `Dialed(Ok)`.
+    DialOk,
+    /// `TimerFired` for the timer out.
+    Timer,
+}
+
+use Step::*;
+
+/// From a new machine to "connected, its retry timer has fired" (a long-lived connection).
+const TO_CONNECTED: &[Step] = &[Handled, Addr, Handled, DialOk, Handled, Timer];
+/// From a new machine to "the first attempt failed, waiting for the retry timer".
+const TO_FAILED: &[Step] = &[Handled, Addr, Handled, DialErr, Handled];
+
+const FAIL_RETRY: &[Step] = &[Timer, Addr, DialErr];
+const CONNECT_CYCLE: &[Step] = &[
+    Closed, Handled, Handled, Addr, Handled, DialOk, Handled, Timer,
+];
+const RESTART_CYCLE: &[Step] = &[
+    Closed, Handled, Handled, Addr, Handled, DialErr, Handled, // first refusal is reported
+    Timer, Addr, DialErr, // repeated refusals are not
+    Timer, Addr, DialErr, //
+    Timer, Addr, DialOk, Handled, Timer,
+];
+
+/// A machine driven round a script, one input per [`Harness::step`].
+struct Harness {
+    m: M,
+    script: &'static [Step],
+    pos: usize,
+    timer: TimerId,
+    attempt: AttemptId,
+    addr: SocketAddr,
+    conn: Arc<()>,
+    os_error: bool,
+}
+
+impl Harness {
+    fn new(setup: &[Step], script: &'static [Step], os_error: bool) -> Self {
+        let mut h = Harness {
+            m: Machine::new(Config::new().seed(42)),
+            script,
+            pos: 0,
+            timer: TimerId(0),
+            attempt: AttemptId(0),
+            addr: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            conn: Arc::new(()),
+            os_error,
+        };
+        h.drain();
+        for &s in setup {
+            h.feed(s);
+        }
+        h
+    }
+
+    fn error(&self) -> io::Error {
+        if self.os_error {
+            io::Error::from_raw_os_error(111) // ECONNREFUSED, as a refused connect returns
+        } else {
+            io::Error::from(io::ErrorKind::ConnectionRefused)
+        }
+    }
+
+    #[inline]
+    fn feed(&mut self, step: Step) {
+        let input = match step {
+            Closed => Input::ConnectionClosed {
+                attempt: self.attempt,
+            },
+            Handled => Input::EventHandled,
+            Addr => Input::AddressObtained {
+                attempt: self.attempt,
+                result: Ok(self.addr),
+            },
+            DialErr => Input::Dialed {
+                attempt: self.attempt,
+                result: Err(self.error()),
+            },
+            DialOk => Input::Dialed {
+                attempt: self.attempt,
+                result: Ok(self.conn.clone()),
+            },
+            Timer => Input::TimerFired(self.timer),
+        };
+        let accepted = self.m.handle_input(input).is_ok();
+        assert!(accepted, "the script went out of step at {step:?}");
+        self.drain();
+    }
+
+    #[inline]
+    fn drain(&mut self) {
+        while let Some(command) = self.m.poll_command() {
+            match &command {
+                Command::StartTimer { timer, .. } => self.timer = *timer,
+                Command::FetchAddress { attempt } => self.attempt = *attempt,
+                _ => {}
+            }
+            black_box(command);
+        }
+    }
+
+    /// Feeds the script's next input and drains the commands.
+    #[inline]
+    fn step(&mut self) {
+        let s = self.script[self.pos];
+        self.pos += 1;
+        if self.pos == self.script.len() {
+            self.pos = 0;
+        }
+        self.feed(s);
+    }
+}
+
+/// The loops measured, by name.
+fn scenarios() -> [(&'static str, Harness); 4] {
+    [
+        ("fail_retry", Harness::new(TO_FAILED, FAIL_RETRY, false)),
+        (
+            "connect_cycle",
+            Harness::new(TO_CONNECTED, CONNECT_CYCLE, false),
+        ),
+        (
+            "restart_cycle",
+            Harness::new(TO_CONNECTED, RESTART_CYCLE, false),
+        ),
+        (
+            "fail_retry_os_error",
+            Harness::new(TO_FAILED, FAIL_RETRY, true),
+        ),
+    ]
+}
+
+fn criterion_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("machine");
+    for (name, mut h) in scenarios() {
+        group.bench_function(name, |b| b.iter(|| h.step()));
+    }
+    group.finish();
+}
+
+/// Median ns per input over `batches` timed batches of `per_batch` inputs.
+fn median_ns(h: &mut Harness, batches: usize, per_batch: usize) -> f64 {
+    for _ in 0..per_batch {
+        h.step(); // warm up
+    }
+    let mut samples: Vec<Duration> = (0..batches)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..per_batch {
+                h.step();
+            }
+            start.elapsed()
+        })
+        .collect();
+    Stats::of(&mut samples).median.as_secs_f64() * 1e9 / per_batch as f64
+}
+
+/// Allocations made by `inputs` steps (the harness's own inputs carry no heap data).
+fn allocations(h: &mut Harness, inputs: u64) -> u64 {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..inputs {
+        h.step();
+    }
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+fn summary() {
+    const GOAL_NS: f64 = 25.0;
+    let full = full_run();
+    // 72 is a multiple of every script's length, so each batch runs whole cycles.
+    let (batches, per_batch, long_run) = if full {
+        (41, 72 * 1000, 10_000_000)
+    } else {
+        (3, 72, 10_000)
+    };
+    println!();
+    note_smoke_run();
+    println!("== machine: one input (handle_input + drain poll_command), same run ==");
+    println!(
+        "size_of Machine<SocketAddr, Arc<()>, io::Error> = {} bytes",
+        size_of::<M>()
+    );
+    println!(
+        "size_of Machine<SocketAddr, Tracked<TcpStream>, driver::Error<io::Error>> (the driver's) = {} bytes",
+        size_of::<
+            Machine<
+                SocketAddr,
+                persistent_connection_tokio::Tracked<tokio::net::TcpStream>,
+                persistent_connection::driver::Error<io::Error>,
+            >,
+        >()
+    );
+    println!(
+        "{:<22} {:>10} {:>14} {:>22}",
+        "loop", "median ns", "vs 25 ns goal", "allocations (inputs)"
+    );
+    for (name, mut h) in scenarios() {
+        let ns = median_ns(&mut h, batches, per_batch);
+        let allocs = allocations(&mut h, long_run);
+        let verdict = if ns <= GOAL_NS { "met" } else { "MISSED" };
+        println!(
+            "{name:<22} {ns:>10.1} {:>9.2}x {verdict:<6} {allocs:>10} ({long_run})",
+            ns / GOAL_NS
+        );
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(50)
+        .configure_from_args();
+    criterion_benches(&mut c);
+    c.final_summary();
+    // `--profile-time` (criterion's mode for profilers) runs the benches alone.
+    if !std::env::args().any(|a| a == "--profile-time") {
+        summary();
+    }
+}

@@ -1,0 +1,448 @@
+//! Memory and wake-ups of idle persistent connections.
+//!
+//! **RSS per idle connection** at 10,000 and 100,000 connections. Each measurement runs in
+//! a fresh child process (this binary again, with `--child`), so allocator state from one
+//! does not flatter the next; the servers that accept the connections run in another
+//! child, so the client's RSS holds only the client side. The child records its RSS
+//! (`VmRSS`) after its runtime has started, makes N connections, waits for all of them to
+//! be connected, and records its RSS again: (after - before) / N. A counting global
+//! allocator gives the live heap bytes per connection beside it. The kinds:
+//!
+//! * **ours**: a persistent connection (Tokio adapter, `Tracked<TcpStream>`, default
+//!   settings), connected and idle: handle, driver task, Machine, channels, connection.
+//! * **hand-written**: the loop a Tokio user writes instead: one task per connection that
+//!   owns its `TcpStream`, parked in a read, ready to reconnect on EOF.
+//! * **raw**: a bare `tokio::net::TcpStream` held in a `Vec` (no task): the floor.
+//! * **ours, no socket**: ours with `CloseSignal` connections: no fd, so 100,000 fit even
+//!   where sockets do not; the library's own cost per connection.
+//!
+//! The file-descriptor limit is raised with `setrlimit` (the `rlimit` crate); connections
+//! are spread over several listening ports so that 100,000 of them fit in the ephemeral
+//! port range. If a size does not fit the machine, the table says why.
+//!
+//! **Wake-ups while connected and idle** (goal 0): 1,000 persistent connections run on a
+//! `Runtime` wrapper that counts every poll of the futures it spawns (the driver tasks);
+//! after connecting (retry delay 300 ms, so each connection's retry timer fires once in
+//! the first second), polls are counted over a 2 s idle window.
+//!
+//! Run: `cargo bench -p persistent-connection-benches --bench memory`
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use persistent_connection_benches::{
+    Catalog, CountPolls, full_run, note_smoke_run, rss_bytes, wait_eof,
+};
+use persistent_connection_tokio::{
+    CloseSignal, DriverEvent, Jitter, RetryPolicy, Tokio, Tracked, builder,
+};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+/// Counts the heap bytes live in this process, then lets the system allocator do the work.
+struct Counting;
+
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+
+// The workspace forbids unsafe code; this crate only denies it, for this one impl. A global
+// allocator is the only way to count the heap bytes a connection holds, and `GlobalAlloc`
+// is an unsafe trait: every method forwards its arguments unchanged to `System` (so
+// `System`'s guarantees are ours) and only adds to a counter.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: as above; `ptr` came from this allocator, i.e. from `System`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Connections per listening port (the ephemeral port range holds about 28,000 per
+/// destination).
+const PER_PORT: usize = 20_000;
+/// Connections made at once.
+const BATCH: usize = 500;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--child") {
+        let rest = &args[at + 1..];
+        match rest.first().map(String::as_str) {
+            Some("server") => server_child(rest[1].parse().expect("a port count")),
+            Some("client") => client_child(
+                &rest[1],
+                rest[2].parse().expect("a connection count"),
+                &rest[3],
+            ),
+            other => panic!("unknown child {other:?}"),
+        }
+        return;
+    }
+    let sizes: &[usize] = if full_run() {
+        &[10_000, 100_000]
+    } else {
+        &[200]
+    };
+    note_smoke_run();
+    println!("== memory: RSS per idle connection (client process only) ==");
+    println!(
+        "size_of one queued event in a persistent connection's event buffer: {} bytes (the buffer holds 256)",
+        size_of::<(
+            DriverEvent<SocketAddr, Tracked<TcpStream>, std::io::Error>,
+            usize
+        )>()
+    );
+    println!(
+        "{:>8} {:<16} {:>12} {:>10} {:>10} {:>12}",
+        "N", "kind", "RSS B/conn", "vs raw", "vs hand", "heap B/conn"
+    );
+    for &n in sizes {
+        let mut results = Vec::new();
+        for kind in ["raw", "hand-written", "ours", "ours, no socket"] {
+            match measure(kind, n) {
+                Ok(per_conn) => results.push((kind, per_conn)),
+                Err(why) => println!("{n:>8} {kind:<16} does not fit: {why}"),
+            }
+        }
+        let of = |k: &str| results.iter().find(|(kind, _)| *kind == k).map(|r| r.1);
+        for (kind, (per_conn, heap)) in &results {
+            let vs = |base: Option<(f64, f64)>| {
+                base.map_or(String::from("-"), |b| format!("{:.2}x", per_conn / b.0))
+            };
+            println!(
+                "{n:>8} {kind:<16} {per_conn:>12.0} {:>10} {:>10} {heap:>12.0}",
+                vs(of("raw")),
+                vs(of("hand-written"))
+            );
+        }
+    }
+    println!();
+    wakeups(if full_run() { 1_000 } else { 20 });
+}
+
+/// Raises the file-descriptor limit to `want` (soft and hard). If the hard limit cannot
+/// be raised (that needs CAP_SYS_RESOURCE), raises the soft one as far as it goes and says
+/// why in the error.
+fn raise_nofile(want: u64) -> Result<(), String> {
+    match rlimit::setrlimit(rlimit::Resource::NOFILE, want, want) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let got = rlimit::increase_nofile_limit(want).unwrap_or(0);
+            if got >= want {
+                Ok(())
+            } else {
+                Err(format!(
+                    "needs {want} fds, but RLIMIT_NOFILE stops at {got} (raising the hard limit: {e})"
+                ))
+            }
+        }
+    }
+}
+
+/// Runs a server child and a client child; returns RSS bytes and live heap bytes per
+/// connection.
+fn measure(kind: &str, n: usize) -> Result<(f64, f64), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let ports = n.div_ceil(PER_PORT);
+    let mut server = Command::new(&exe)
+        .args(["--child", "server", &ports.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let ports = line
+        .strip_prefix("PORTS ")
+        .ok_or_else(|| format!("the server child said {line:?}"))?
+        .trim()
+        .replace(' ', ",");
+    let client = Command::new(&exe)
+        .args(["--child", "client", kind, &n.to_string(), &ports])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| e.to_string());
+    drop(server.stdin.take()); // the server child exits when its stdin closes
+    let _ = server.wait();
+    let out = String::from_utf8_lossy(&client?.stdout).into_owned();
+    let result = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .ok_or_else(|| format!("the client child said {:?}", out.trim()))?;
+    let nums: Vec<f64> = result
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    match nums[..] {
+        [before, after, heap] => Ok(((after - before) / n as f64, heap / n as f64)),
+        _ => Err(format!("bad result {result:?}")),
+    }
+}
+
+/// Listens on `ports` ports, prints them, and holds every accepted connection until its
+/// stdin closes.
+fn server_child(ports: usize) {
+    let _ = raise_nofile((ports * PER_PORT + 1_000) as u64);
+    // A deep accept queue (std's is 128), so that batches of connects are not dropped and
+    // retried a second later by the kernel.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("a Tokio runtime");
+    let listeners: Vec<TcpListener> = (0..ports)
+        .map(|_| {
+            let _guard = rt.enter();
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .expect("bind");
+            let listener = socket
+                .listen(4096)
+                .expect("listen")
+                .into_std()
+                .expect("std");
+            listener.set_nonblocking(false).expect("blocking");
+            listener
+        })
+        .collect();
+    let list: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port().to_string())
+        .collect();
+    println!("PORTS {}", list.join(" "));
+    std::io::stdout().flush().expect("stdout");
+    for listener in listeners {
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream);
+            }
+        });
+    }
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    std::process::exit(0);
+}
+
+/// Makes `n` connections of `kind` to the `ports` and prints `RESULT rss_before rss_after`.
+fn client_child(kind: &str, n: usize, ports: &str) {
+    if kind != "ours, no socket" {
+        if let Err(why) = raise_nofile((n + 1_000) as u64) {
+            println!("{why}");
+            return;
+        }
+    }
+    let addrs: Vec<SocketAddr> = ports
+        .split(',')
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], p.parse().expect("a port"))))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    let kind = kind.to_owned();
+    rt.block_on(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = rss_bytes().expect("rss");
+        let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
+        let held = match kind.as_str() {
+            "raw" => raw(&addrs, n).await,
+            "hand-written" => hand_written(&addrs, n).await,
+            "ours" => ours(&addrs, n).await,
+            "ours, no socket" => ours_no_socket(n).await,
+            other => panic!("unknown kind {other}"),
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = rss_bytes().expect("rss");
+        let heap = LIVE_BYTES.load(Ordering::Relaxed) - heap_before;
+        println!("RESULT {before} {after} {heap}");
+        std::io::stdout().flush().expect("stdout");
+        // Exit at once: tearing down 100,000 connections one by one measures nothing.
+        std::process::exit(if held == n { 0 } else { 1 });
+    });
+}
+
+/// Bare streams in a `Vec`.
+async fn raw(addrs: &[SocketAddr], n: usize) -> usize {
+    let mut held = Vec::with_capacity(n);
+    while held.len() < n {
+        let mut set = tokio::task::JoinSet::new();
+        for i in held.len()..(held.len() + BATCH).min(n) {
+            let addr = addrs[i % addrs.len()];
+            set.spawn(async move { TcpStream::connect(addr).await.expect("connect") });
+        }
+        while let Some(stream) = set.join_next().await {
+            held.push(stream.expect("a task"));
+        }
+    }
+    let count = held.len();
+    std::mem::forget(held); // kept until the process exits
+    count
+}
+
+/// One task per connection, parked in a read, reconnecting on EOF.
+async fn hand_written(addrs: &[SocketAddr], n: usize) -> usize {
+    let connected = Arc::new(AtomicUsize::new(0));
+    let progress = Arc::new(Notify::new());
+    let catalogs: Vec<Catalog> = addrs.iter().map(|a| Catalog::new(*a)).collect();
+    for i in 0..n {
+        let catalog = catalogs[i % catalogs.len()].clone();
+        let (count, notify) = (connected.clone(), progress.clone());
+        tokio::spawn(async move {
+            loop {
+                let stream = loop {
+                    match TcpStream::connect(catalog.get()).await {
+                        Ok(stream) => break stream,
+                        Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                    }
+                };
+                count.fetch_add(1, Ordering::Relaxed);
+                notify.notify_one();
+                wait_eof(&stream).await;
+            }
+        });
+        if i % BATCH == BATCH - 1 {
+            wait_for(&connected, &progress, i + 1).await;
+        }
+    }
+    wait_for(&connected, &progress, n).await;
+    connected.load(Ordering::Relaxed)
+}
+
+async fn wait_for(count: &AtomicUsize, progress: &Notify, target: usize) {
+    while count.load(Ordering::Relaxed) < target {
+        progress.notified().await;
+    }
+}
+
+/// Persistent connections with the default settings.
+async fn ours(addrs: &[SocketAddr], n: usize) -> usize {
+    let mut held = Vec::with_capacity(n);
+    let catalogs: Vec<Catalog> = addrs.iter().map(|a| Catalog::new(*a)).collect();
+    while held.len() < n {
+        let start = held.len();
+        for i in start..(start + BATCH).min(n) {
+            let catalog = catalogs[i % catalogs.len()].clone();
+            held.push(
+                builder(
+                    "memory",
+                    move || {
+                        let addr = catalog.get();
+                        async move { Ok::<SocketAddr, std::io::Error>(addr) }
+                    },
+                    |addr, _ctx| async move { TcpStream::connect(addr).await.map(Tracked::new) },
+                )
+                .spawn(),
+            );
+        }
+        for pc in &held[start..] {
+            pc.connected().await;
+        }
+    }
+    let count = held.len();
+    std::mem::forget(held);
+    count
+}
+
+/// Persistent connections whose connections are bare `CloseSignal`s: no socket, no fd, so
+/// any number fits; what is left is the library's own cost per connection.
+async fn ours_no_socket(n: usize) -> usize {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        held.push(
+            builder(
+                "memory",
+                || async { Ok::<u16, std::io::Error>(7) },
+                |_addr, _ctx| async { Ok::<CloseSignal, std::io::Error>(CloseSignal::new()) },
+            )
+            .spawn(),
+        );
+    }
+    for pc in &held {
+        pc.connected().await;
+    }
+    let count = held.len();
+    std::mem::forget(held);
+    count
+}
+
+/// Counts polls of the driver tasks of idle persistent connections.
+fn wakeups(n: usize) {
+    const DELAY: Duration = Duration::from_millis(300);
+    const IDLE: Duration = Duration::from_secs(2);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let runtime = CountPolls::new(Tokio::current());
+        let mut pcs = Vec::new();
+        for _ in 0..n {
+            let pc = builder(
+                "idle",
+                move || async move { Ok::<SocketAddr, std::io::Error>(addr) },
+                |addr, _ctx| async move { TcpStream::connect(addr).await.map(Tracked::new) },
+            )
+            .runtime(runtime.clone())
+            .retry_policy(RetryPolicy::Constant(DELAY))
+            .jitter(Jitter::Off)
+            .spawn();
+            pcs.push(pc);
+        }
+        for pc in &pcs {
+            pc.connected().await;
+        }
+        // Let every retry timer fire (DELAY after its attempt started): one poll each.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before_idle = runtime.polls();
+        let idle_start = runtime.polls();
+        tokio::time::sleep(IDLE).await;
+        let idle = runtime.polls() - idle_start;
+        println!("== memory: wake-ups while connected and idle ({n} persistent connections) ==");
+        println!(
+            "polls of the driver tasks from spawn to 1 s after all connected: {before_idle} ({:.1} per connection; its {DELAY:?} retry timer fires once while connected)",
+            before_idle as f64 / n as f64
+        );
+        println!(
+            "polls over the next {IDLE:?} of idleness: {idle} = {:.2} wake-ups/s for {n} connections (goal 0: {})",
+            idle as f64 / IDLE.as_secs_f64(),
+            if idle == 0 { "met" } else { "MISSED" }
+        );
+    });
+}

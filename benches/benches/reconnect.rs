@@ -1,0 +1,430 @@
+//! Reconnect latency: the time from the death of a long-lived connection (the server
+//! closes it) to a working new connection, confirmed by an echo, over loopback.
+//!
+//! The clients run side by side on one current-thread Tokio runtime; each has its own
+//! in-process echo server, and the servers run on a second thread (as a server in another
+//! process would: its work does not queue behind the client's). The clients are measured
+//! in interleaved rounds (the order rotates every round) so that they share the machine's
+//! conditions:
+//!
+//! * **ours**: the Tokio adapter, `Tracked<TcpStream>` connections, the address looked up
+//!   in a catalog before every attempt, retry delay 1 ms without jitter. The application
+//!   reads its connection; on EOF it raises the connection's close signal and awaits
+//!   `connected()`. The connection has lived 5 ms, longer than its attempt's retry delay,
+//!   so it is "long-lived" (R7): its retry timer has fired and the new cycle starts at once.
+//! * **hand-written**: the loop a Tokio user writes instead: read until EOF, look the
+//!   address up, `TcpStream::connect`, on failure sleep with backoff and retry.
+//! * **stubborn-io**: `StubbornTcpStream` with its fastest schedule (a zero delay before
+//!   every reconnect; its default waits 4 s). It reconnects inside `poll_read` and reports
+//!   the new connection through `on_connect_callback`.
+//! * **ours, virtual-clock timers** (diagnostic): ours with its sleeps on a
+//!   `VirtualClock` (advanced by hand), i.e. without registering Tokio timers.
+//!
+//! Each round: wait 5 ms, take the time, kill the client's connection on the server, and stop
+//! the clock when the client has its echo back. Printed: median, p10, p90 and allocations
+//! (whole process, median) per round for each client, the ratios of ours against each
+//! comparison (goals: <= 1.10x the hand-written loop, below stubborn-io), and, as a
+//! diagnostic, the driver's own time and allocations per reconnection without any I/O.
+//!
+//! Knobs for profiling: `RECONNECT_ONLY=ours,hand,stubborn,virtual` (which clients, in what
+//! order), `RECONNECT_ROUNDS=n`, `RECONNECT_HOT=1` (no idle gap for the clients whose timers
+//! allow it: warm caches).
+//!
+//! Run: `cargo bench -p persistent-connection-benches --bench reconnect`
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use persistent_connection_benches::{
+    Catalog, EchoServer, PING, ServerThread, Stats, full_run, note_smoke_run, ping_ref, ratio, us,
+    wait_eof,
+};
+use persistent_connection_tokio::{
+    CloseSignal, Jitter, RetryPolicy, Tokio, Tracked, VirtualClock, builder,
+};
+use stubborn_io::{ReconnectOptions, StubbornTcpStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc};
+
+/// Counts allocations in this process (both threads), then lets the system allocator do it.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// The workspace forbids unsafe code; this crate only denies it, for this one impl. A global
+// allocator is the only way to count allocations, and `GlobalAlloc` is an unsafe trait:
+// every method forwards its arguments unchanged to `System` (so `System`'s guarantees are
+// ours) and only bumps a counter.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as above; `ptr` came from this allocator, i.e. from `System`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// How long each connection lives before it is killed: longer than the retry delay.
+const LIFETIME: Duration = Duration::from_millis(5);
+/// Our retry delay (jitter off): the timer of the attempt that made the connection.
+const RETRY_DELAY: Duration = Duration::from_millis(1);
+
+/// The name of our client in the table.
+const OURS: &str = "ours (tokio adapter)";
+
+/// The name of the hand-written loop in the table.
+const HAND: &str = "hand-written loop";
+
+/// The name of the stubborn-io client in the table.
+const STUBBORN: &str = "stubborn-io (zero delay)";
+
+/// A client under test, running in its own task; it sends the instant its echo came back
+/// after each reconnection.
+struct Client {
+    name: &'static str,
+    server: EchoServer,
+    echoed: mpsc::UnboundedReceiver<Instant>,
+    samples: Vec<Duration>,
+    /// Allocations in the process during each measured round (the server's included).
+    allocations: Vec<u64>,
+    /// The virtual clock the client's timers run on, if any (diagnostic variant).
+    clock: Option<VirtualClock>,
+}
+
+impl Client {
+    async fn new(
+        name: &'static str,
+        server: EchoServer,
+        mut echoed: mpsc::UnboundedReceiver<Instant>,
+    ) -> Self {
+        // The first echo: connected and ready.
+        echoed.recv().await.expect("the client task runs");
+        Client {
+            name,
+            server,
+            echoed,
+            samples: Vec::new(),
+            allocations: Vec::new(),
+            clock: None,
+        }
+    }
+
+    /// One round: kill the connection once it has lived `LIFETIME`; time until the echo.
+    async fn round(&mut self) -> (Duration, u64) {
+        match std::env::var("RECONNECT_HOT") {
+            // Diagnostic: back-to-back rounds (caches stay warm); only for clients whose
+            // retry timer is virtual or absent.
+            Ok(_) if self.name != OURS => tokio::task::yield_now().await,
+            _ => tokio::time::sleep(LIFETIME).await,
+        }
+        if let Some(clock) = &self.clock {
+            clock.advance(LIFETIME); // the retry timer fires on the virtual clock
+            tokio::task::yield_now().await;
+        }
+        let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+        let start = Instant::now();
+        self.server.kill_all();
+        let end = self.echoed.recv().await.expect("the client task runs");
+        (
+            end.duration_since(start),
+            ALLOCATIONS.load(Ordering::Relaxed) - allocations,
+        )
+    }
+}
+
+/// Ours: the Tokio adapter; with `clock`, its sleeps run on that virtual clock instead of
+/// Tokio's timer (a diagnostic: what registering Tokio timers costs).
+async fn ours(server: EchoServer, clock: Option<VirtualClock>) -> Client {
+    let catalog = Catalog::new(server.addr());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let pc = builder(
+        "echo",
+        move || {
+            let addr = catalog.get();
+            async move { Ok::<SocketAddr, io::Error>(addr) }
+        },
+        |addr, _ctx| async move { TcpStream::connect(addr).await.map(Tracked::new) },
+    )
+    .retry_policy(RetryPolicy::Constant(RETRY_DELAY))
+    .jitter(Jitter::Off);
+    let pc = match &clock {
+        Some(clock) => pc.runtime(clock.runtime(Tokio::current())),
+        None => pc,
+    }
+    .spawn();
+    tokio::spawn(async move {
+        let mut conn = pc.connected().await;
+        loop {
+            ping_ref(&conn).await.expect("echo");
+            if tx.send(Instant::now()).is_err() {
+                return;
+            }
+            wait_eof(&conn).await;
+            conn.signal().close(); // the application saw it die
+            conn = pc.connected().await;
+        }
+    });
+    let name = if clock.is_some() {
+        "ours, virtual-clock timers"
+    } else {
+        OURS
+    };
+    let mut client = Client::new(name, server, rx).await;
+    client.clock = clock;
+    client
+}
+
+/// The hand-written Tokio reconnect loop.
+async fn hand_written(server: EchoServer) -> Client {
+    async fn connect(catalog: &Catalog) -> TcpStream {
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            match TcpStream::connect(catalog.get()).await {
+                Ok(stream) => return stream,
+                Err(_) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+    let catalog = Catalog::new(server.addr());
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut stream = connect(&catalog).await;
+        loop {
+            ping_ref(&stream).await.expect("echo");
+            if tx.send(Instant::now()).is_err() {
+                return;
+            }
+            wait_eof(&stream).await;
+            stream = connect(&catalog).await;
+        }
+    });
+    Client::new(HAND, server, rx).await
+}
+
+/// stubborn-io, with zero delays (its fastest).
+async fn stubborn(server: EchoServer) -> Client {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let reconnected = Arc::new(Notify::new());
+    let notify = reconnected.clone();
+    let options = ReconnectOptions::new()
+        .with_retries_generator(|| std::iter::repeat(Duration::ZERO))
+        .with_on_connect_callback(move || notify.notify_one());
+    let mut stream = StubbornTcpStream::connect_with_options(server.addr(), options)
+        .await
+        .expect("stubborn-io connects");
+    reconnected.notified().await; // the permit of the first connection
+    tokio::spawn(async move {
+        let mut back = [0u8; 8];
+        loop {
+            stream.write_all(PING).await.expect("echo");
+            stream.read_exact(&mut back).await.expect("echo");
+            assert_eq!(&back, PING);
+            if tx.send(Instant::now()).is_err() {
+                return;
+            }
+            // Reading drives its reconnection; the callback says when it is done.
+            let mut buf = [0u8; 64];
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = reconnected.notified() => break,
+                    read = stream.read(&mut buf) => {
+                        if read.is_err() {
+                            return; // gave up (never, with an endless schedule)
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Client::new(STUBBORN, server, rx).await
+}
+
+async fn bench(servers: &ServerThread, warmup: usize, rounds: usize) -> Vec<Client> {
+    // RECONNECT_ONLY=ours,hand,stubborn,virtual (any of them) runs only those clients, in
+    // that order (for profilers and for checking order effects).
+    let only = std::env::var("RECONNECT_ONLY")
+        .unwrap_or_else(|_| String::from("ours,hand,stubborn,virtual"));
+    let mut clients = Vec::new();
+    for name in only.split(',') {
+        let server = EchoServer::start_on(servers.handle()).expect("server");
+        clients.push(match name {
+            "ours" => ours(server, None).await,
+            "hand" => hand_written(server).await,
+            "stubborn" => stubborn(server).await,
+            "virtual" => ours(server, Some(VirtualClock::new())).await,
+            other => panic!("RECONNECT_ONLY: unknown client {other:?}"),
+        });
+    }
+    let n = clients.len();
+    for round in 0..warmup + rounds {
+        for k in 0..n {
+            let client = &mut clients[(round + k) % n];
+            let (took, allocations) = client.round().await;
+            if round >= warmup {
+                client.samples.push(took);
+                client.allocations.push(allocations);
+            }
+        }
+    }
+    for client in &clients {
+        // Every round made exactly one new connection per client: nothing was retried.
+        let expected = (warmup + rounds + 1) as u64;
+        if client.server.accepted() != expected {
+            println!(
+                "note: {} made {} connections for {} rounds",
+                client.name,
+                client.server.accepted(),
+                warmup + rounds
+            );
+        }
+    }
+    clients
+}
+
+/// The driver's own cost per reconnection, without I/O: connections are bare
+/// `CloseSignal`s, the address and the dial are ready at once, the retry delay is zero (so
+/// no timer is started). The loop closes the connection and awaits the next one.
+async fn driver_cycle(cycles: u32) -> (Duration, f64) {
+    let pc = builder(
+        "no-io",
+        || async { Ok::<u16, io::Error>(7) },
+        |_addr, _ctx| async { Ok::<CloseSignal, io::Error>(CloseSignal::new()) },
+    )
+    .retry_policy(RetryPolicy::Constant(Duration::ZERO))
+    .spawn();
+    let mut conn = pc.connected().await;
+    for _ in 0..cycles / 10 {
+        conn.close(); // warm up
+        conn = pc.connected().await;
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let start = Instant::now();
+    for _ in 0..cycles {
+        conn.close();
+        conn = pc.connected().await;
+    }
+    let took = start.elapsed() / cycles;
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocations;
+    (took, allocations as f64 / f64::from(cycles))
+}
+
+fn main() {
+    let (warmup, mut rounds) = if full_run() { (20, 200) } else { (1, 3) };
+    // RECONNECT_ROUNDS=n: a different number of measured rounds (for profilers).
+    if let Some(n) = std::env::var("RECONNECT_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        rounds = n;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    let servers = ServerThread::start();
+    let mut clients = rt.block_on(bench(&servers, warmup, rounds));
+    note_smoke_run();
+    println!(
+        "== reconnect: long-lived connection killed by the server -> new connection echo-confirmed =="
+    );
+    println!(
+        "loopback, clients on one current-thread Tokio runtime, servers on another thread, {rounds} interleaved rounds (+{warmup} warm-up), lifetime {LIFETIME:?}, our retry delay {RETRY_DELAY:?}"
+    );
+    println!(
+        "{:<26} {:>10} {:>10} {:>10} {:>14}",
+        "client", "median us", "p10 us", "p90 us", "allocs/round"
+    );
+    // ours / hand-written within each round (same round: the same conditions), before the
+    // samples are sorted.
+    let find = |name: &str| clients.iter().position(|c| c.name == name);
+    let paired = match (find(OURS), find(HAND)) {
+        (Some(o), Some(h)) => {
+            let mut r: Vec<f64> = clients[o]
+                .samples
+                .iter()
+                .zip(&clients[h].samples)
+                .map(|(a, b)| ratio(*a, *b))
+                .collect();
+            r.sort_by(f64::total_cmp);
+            r.get(r.len() / 2).copied()
+        }
+        _ => None,
+    };
+    let stats: Vec<Stats> = clients
+        .iter_mut()
+        .map(|c| Stats::of(&mut c.samples))
+        .collect();
+    for (client, s) in clients.iter_mut().zip(&stats) {
+        client.allocations.sort_unstable();
+        let allocations = client.allocations[client.allocations.len() / 2];
+        println!(
+            "{:<26} {:>10.1} {:>10.1} {:>10.1} {:>14}",
+            client.name,
+            us(s.median),
+            us(s.p10),
+            us(s.p90),
+            allocations
+        );
+    }
+    let median = |name: &str| {
+        clients
+            .iter()
+            .zip(&stats)
+            .find(|(c, _)| c.name == name)
+            .map(|(_, s)| s.median)
+    };
+    let cycles = if full_run() && std::env::var_os("RECONNECT_ROUNDS").is_none() {
+        100_000
+    } else {
+        100
+    };
+    let (per_cycle, allocations) = rt.block_on(driver_cycle(cycles));
+    println!(
+        "diagnostic: the driver alone, per reconnection without I/O (CloseSignal connections, zero delay): {:.2} us, {allocations:.1} allocations",
+        us(per_cycle)
+    );
+    let verdict = |met: bool| if met { "met" } else { "MISSED" };
+    if let (Some(ours), Some(hand)) = (median(OURS), median(HAND)) {
+        let vs_hand = ratio(ours, hand);
+        println!(
+            "ours / hand-written = {vs_hand:.2}x (goal <= 1.10x: {})",
+            verdict(vs_hand <= 1.10)
+        );
+    }
+    if let Some(paired) = paired {
+        println!("median of the per-round ratios ours / hand-written = {paired:.2}x");
+    }
+    if let (Some(ours), Some(stubborn)) = (median(OURS), median(STUBBORN)) {
+        let vs_stubborn = ratio(ours, stubborn);
+        println!(
+            "ours / stubborn-io  = {vs_stubborn:.2}x (goal < 1.00x: {})",
+            verdict(vs_stubborn < 1.0)
+        );
+    }
+}
