@@ -11,6 +11,8 @@
 //! * `fail_retry_os_error`: `fail_retry` with the error a real refused `connect` returns
 //!   (`io::Error::from_raw_os_error(ECONNREFUSED)`), whose `Debug` text (the F
 //!   de-duplication key) is formatted with a heap-allocated message.
+//! * `fail_retry_os_error_keyed`: the same, with `Machine::with_error_key` comparing
+//!   errors by kind and OS error code: no formatting, no allocation.
 //!
 //! Criterion measures each; then a summary prints the median ns per input (as a ratio of
 //! the 25 ns goal), `size_of` the Machine, and the allocations over a long run, counted by
@@ -116,8 +118,17 @@ struct Harness {
 
 impl Harness {
     fn new(setup: &[Step], script: &'static [Step], os_error: bool) -> Self {
+        Self::with_machine(
+            Machine::new(Config::new().seed(42)),
+            setup,
+            script,
+            os_error,
+        )
+    }
+
+    fn with_machine(m: M, setup: &[Step], script: &'static [Step], os_error: bool) -> Self {
         let mut h = Harness {
-            m: Machine::new(Config::new().seed(42)),
+            m,
             script,
             pos: 0,
             timer: TimerId(0),
@@ -192,7 +203,7 @@ impl Harness {
 }
 
 /// The loops measured, by name.
-fn scenarios() -> [(&'static str, Harness); 4] {
+fn scenarios() -> [(&'static str, Harness); 5] {
     [
         ("fail_retry", Harness::new(TO_FAILED, FAIL_RETRY, false)),
         (
@@ -207,7 +218,23 @@ fn scenarios() -> [(&'static str, Harness); 4] {
             "fail_retry_os_error",
             Harness::new(TO_FAILED, FAIL_RETRY, true),
         ),
+        (
+            "fail_retry_os_error_keyed",
+            Harness::with_machine(
+                Machine::with_error_key(Config::new().seed(42), io_error_key),
+                TO_FAILED,
+                FAIL_RETRY,
+                true,
+            ),
+        ),
     ]
+}
+
+/// Compares `io::Error`s by kind and OS error code: what a user of the bare Machine with
+/// real socket errors would pass to `Machine::with_error_key`.
+fn io_error_key(e: &io::Error) -> u64 {
+    let code = e.raw_os_error().map_or(u64::MAX, |c| c as u32 as u64);
+    (code << 8) ^ e.kind() as u64
 }
 
 fn criterion_benches(c: &mut Criterion) {

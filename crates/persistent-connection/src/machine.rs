@@ -75,6 +75,8 @@ pub struct Machine<A, C, E> {
     timed_out: bool,
     /// This attempt's retry delay, after jitter, once known.
     retry_delay: Option<Duration>,
+    /// Decides which errors are "equal" for the F de-duplication.
+    key: fn(&E) -> u64,
 }
 
 /// What the machine waits for next.
@@ -132,9 +134,21 @@ where
     E: Debug,
 {
     /// A machine that starts its first cycle at once: its first command reports
-    /// `AttemptingToConnect`.
+    /// `AttemptingToConnect`. Errors are compared by [`error_key`], a hash of their
+    /// `Debug` text.
     pub fn new(config: Config) -> Self {
+        Self::with_error_key(config, error_key::<E>)
+    }
+
+    /// As [`new`](Self::new), but errors are "equal" for the `FailedToConnect`
+    /// de-duplication (R4) when `key` gives them the same value.
+    ///
+    /// The default formats the error with `Debug`, which for some types allocates (the
+    /// standard library's `io::Error` builds the OS message in a `String`): a key such as
+    /// kind and raw OS error keeps the machine allocation-free, and is faster.
+    pub fn with_error_key(config: Config, key: fn(&E) -> u64) -> Self {
         let mut machine = Machine {
+            key,
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             config,
             queue: Queue::new(),
@@ -501,8 +515,9 @@ where
         self.failures = self.failures.saturating_add(1);
         // As in the seed, errors compare by the caller's error itself, whichever step failed.
         let key = match error.source_error() {
-            Some(e) => error_key(e),
-            None => error_key(&error),
+            Some(e) => (self.key)(e),
+            // The machine's own error: keyed apart from any caller's.
+            None => error_key(&error) ^ 0x9e37_79b9_7f4a_7c15,
         };
         let repeated = self.last_error == Some(key);
         self.last_error = Some(key);
@@ -686,20 +701,40 @@ where
     }
 }
 
-/// The key that decides whether two errors are "equal" for the F de-duplication: a 64-bit
-/// FNV-1a hash of the error's `Debug` text, computed without allocating.
+/// The key that decides whether two errors are "equal" for the F de-duplication by default:
+/// a 64-bit hash of the error's `Debug` text, computed without allocating (unless the
+/// type's own `Debug` allocates).
 pub fn error_key<T: Debug + ?Sized>(error: &T) -> u64 {
-    struct Fnv(u64);
-    impl fmt::Write for Fnv {
+    /// FxHash-style mixing, eight bytes at a time: the text is short, but formatting it
+    /// is on every failed attempt's path.
+    struct Hasher(u64);
+    impl Hasher {
+        fn mix(&mut self, word: u64) {
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    impl fmt::Write for Hasher {
         fn write_str(&mut self, s: &str) -> fmt::Result {
-            for b in s.bytes() {
-                self.0 ^= u64::from(b);
-                self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+            let bytes = s.as_bytes();
+            let mut chunks = bytes.chunks_exact(8);
+            for chunk in &mut chunks {
+                let word = chunk
+                    .iter()
+                    .rev()
+                    .fold(0u64, |w, b| (w << 8) | u64::from(*b));
+                self.mix(word);
             }
+            let tail = chunks
+                .remainder()
+                .iter()
+                .rev()
+                .fold(0u64, |w, b| (w << 8) | u64::from(*b));
+            // The length keeps "ab" + "c" apart from "a" + "bc".
+            self.mix(tail ^ ((bytes.len() as u64) << 56));
             Ok(())
         }
     }
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    let mut h = Hasher(0xcbf2_9ce4_8422_2325);
     // A Debug impl that fails leaves a partial hash: still a key, just a coarser one.
     let _ = write!(h, "{error:?}");
     h.0

@@ -18,10 +18,12 @@ use super::error::{Error, PanicReport};
 use super::runtime::{BoxFuture, Runtime};
 use super::streams::{Events, StateChanges};
 use super::task::{Hooks, Task};
-use crate::{AttemptId, Command, Config, Input, Jitter, Machine, RetryPolicy, State};
+use crate::{AttemptId, Command, Config, Input, Jitter, Machine, RetryPolicy, State, StopKind};
 
-/// How many events a subscriber may fall behind before it is told it lagged.
-const EVENT_BUFFER: usize = 256;
+/// How many events a subscriber may fall behind before it is told it lagged. A cycle
+/// reports a handful of events, so this is several cycles of slack; it is allocated per
+/// persistent connection, so it stays small.
+const EVENT_BUFFER: usize = 32;
 /// How many state changes a subscriber may fall behind before it skips to newer ones.
 const STATE_BUFFER: usize = 16;
 
@@ -95,11 +97,33 @@ where
         rejected
     }
 
+    /// Marks everything finished: waiters are released (they get `Closed`), the streams
+    /// end, `close_finished` resolves.
+    pub(crate) fn finish(&self) {
+        {
+            let mut inner = self.lock();
+            inner.finished = true;
+            inner.task_waker = None;
+            // Plain `connected()` waiters already got `Closed`; any left get it now.
+            inner.waiters.clear();
+        }
+        self.events.close();
+        self.states.close();
+        self.changed.notify(usize::MAX);
+    }
+
     /// Feeds a stop input from outside the task and wakes the task.
     fn stop(&self, input: Input<A, C, Error<E>>) {
         let mut inner = self.lock();
         if inner.machine.is_finished() {
             return;
+        }
+        // Callers from now on get the reason at once (R9), before the task has run.
+        if inner.stopped.is_none() {
+            inner.stopped = Some(match &input {
+                Input::Abort(reason) => reason.clone(),
+                _ => Error::Closed,
+            });
         }
         // Stop inputs carry no connection, so nothing can be lost if one is refused.
         let _ = self.feed(&mut inner, input);
@@ -313,6 +337,7 @@ where
 
     /// Starts the persistent connection: a background task begins the first cycle at once
     /// (R1). Returns the handle; dropping every clone of it closes everything (R13).
+    #[must_use = "dropping the handle closes the persistent connection at once"]
     pub fn spawn(self) -> PersistentConnection<A, C, E> {
         let seed = self.seed.unwrap_or_else(random_seed);
         let machine = Machine::new(self.config.seed(seed));
@@ -446,8 +471,11 @@ where
     /// the first poll is missed.
     fn wait(&self, any_outcome: bool) -> Wait<C, E> {
         let mut inner = self.shared.lock();
+        // After `close`, the current connection is being closed: never hand it out (R8).
+        // After an abort it is kept until it closes, and still handed out (R12).
+        let closing = inner.machine.stop_kind() == Some(StopKind::Close);
         if let Some(conn) = inner.machine.current_connection() {
-            if !conn.is_closed() {
+            if !closing && !conn.is_closed() {
                 return Wait::Now(Ok(conn.clone()));
             }
         }
@@ -455,8 +483,9 @@ where
             return Wait::Now(Err(stopped.clone()));
         }
         let (tx, rx) = oneshot::channel();
-        // Forget waiters whose futures were dropped, so cancelled calls cost nothing.
-        if inner.waiters.len() >= 32 {
+        // Forget waiters whose futures were dropped, so cancelled calls cost nothing; at
+        // each doubling, so the scan is amortised O(1) per call.
+        if inner.waiters.len() >= 32 && inner.waiters.len().is_power_of_two() {
             inner.waiters.retain(|w| !w.tx.is_canceled());
         }
         inner.waiters.push(Waiter { any_outcome, tx });
@@ -562,11 +591,75 @@ where
 
     /// The current state, then every change, as a stream.
     pub fn state_changes(&self) -> StateChanges {
+        // Changes are broadcast under this lock, so the first state and the queue agree.
+        let inner = self.shared.lock();
         let rx = self.shared.states_keep.activate_cloned();
         StateChanges {
-            first: Some(self.state()),
+            first: Some(inner.state),
             last: None,
             rx,
         }
+    }
+
+    /// A handle that does not keep the persistent connection alive (R13): for callbacks
+    /// that need to reach it (a strong handle inside `on_event` would keep it open forever).
+    pub fn downgrade(&self) -> WeakPersistentConnection<A, C, E> {
+        WeakPersistentConnection {
+            shared: Arc::downgrade(&self.shared),
+            guard: Arc::downgrade(&self.guard),
+        }
+    }
+}
+
+/// A [`PersistentConnection`] that does not keep it alive; [`upgrade`](Self::upgrade) it
+/// to use it.
+pub struct WeakPersistentConnection<A, C, E>
+where
+    A: Clone + PartialEq,
+    C: Clone,
+    E: fmt::Debug,
+{
+    shared: Weak<Shared<A, C, E>>,
+    guard: Weak<DropGuard<A, C, E>>,
+}
+
+impl<A, C, E> WeakPersistentConnection<A, C, E>
+where
+    A: Clone + PartialEq,
+    C: Clone,
+    E: fmt::Debug,
+{
+    /// The persistent connection, while some handle still keeps it alive.
+    pub fn upgrade(&self) -> Option<PersistentConnection<A, C, E>> {
+        Some(PersistentConnection {
+            guard: self.guard.upgrade()?,
+            shared: self.shared.upgrade()?,
+        })
+    }
+}
+
+impl<A, C, E> Clone for WeakPersistentConnection<A, C, E>
+where
+    A: Clone + PartialEq,
+    C: Clone,
+    E: fmt::Debug,
+{
+    fn clone(&self) -> Self {
+        WeakPersistentConnection {
+            shared: self.shared.clone(),
+            guard: self.guard.clone(),
+        }
+    }
+}
+
+impl<A, C, E> fmt::Debug for WeakPersistentConnection<A, C, E>
+where
+    A: Clone + PartialEq,
+    C: Clone,
+    E: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakPersistentConnection")
+            .finish_non_exhaustive()
     }
 }

@@ -16,7 +16,7 @@ mod task;
 
 pub use connection::{CloseSignal, Connection, Tracked};
 pub use error::{Callback, Error, PanicReport};
-pub use handle::{AttemptContext, Builder, PersistentConnection};
+pub use handle::{AttemptContext, Builder, PersistentConnection, WeakPersistentConnection};
 pub use runtime::{BoxFuture, Runtime, Sleep, VirtualClock, VirtualRuntime};
 pub use streams::{Events, Lagged, StateChanges};
 
@@ -45,7 +45,7 @@ macro_rules! adapter_api {
         pub use $crate::driver::{
             AttemptContext, BoxFuture, Builder, Callback, CloseSignal, Connection, DriverEvent,
             Error, Events, Lagged, PanicReport, PersistentConnection, Runtime, StateChanges,
-            Tracked, VirtualClock, VirtualRuntime,
+            Tracked, VirtualClock, VirtualRuntime, WeakPersistentConnection,
         };
         pub use $crate::{AttemptId, Event, Exponential, Jitter, RetryPolicy, State};
 

@@ -46,7 +46,12 @@ enum Op<A, C, E> {
     Dial(AttemptId, BoxFuture<Result<C, Error<E>>>),
 }
 
-pub(crate) struct Task<A, C, E> {
+pub(crate) struct Task<A, C, E>
+where
+    A: Clone + PartialEq,
+    C: Connection,
+    E: fmt::Debug,
+{
     shared: Arc<Shared<A, C, E>>,
     runtime: Arc<dyn Runtime>,
     hooks: Hooks<A, C, E>,
@@ -95,7 +100,11 @@ where
     }
 
     fn close_connection(&mut self, conn: C) {
-        self.closing.push(CatchUnwind::new(Box::pin(conn.close())));
+        let closing = match catch_unwind(AssertUnwindSafe(|| conn.close())) {
+            Ok(future) => CatchUnwind::new(Box::pin(future)),
+            Err(payload) => CatchUnwind::failed(panic_message(payload)),
+        };
+        self.closing.push(closing);
     }
 
     fn report_panic(&self, during: Callback, message: Arc<str>) {
@@ -136,13 +145,17 @@ where
                 inner.stopped = Some(e.clone());
             }
         }
-        let waiters = std::mem::take(&mut inner.waiters);
-        for waiter in waiters {
+        let mut waiters = std::mem::take(&mut inner.waiters);
+        for waiter in waiters.drain(..) {
             if failure && !waiter.any_outcome {
                 inner.waiters.push(waiter);
             } else {
                 let _ = waiter.tx.send(outcome.clone());
             }
+        }
+        // Keep the allocation for the next waiters when none were kept.
+        if inner.waiters.is_empty() {
+            inner.waiters = waiters;
         }
     }
 
@@ -153,7 +166,12 @@ where
                 self.deliver(&Ok(conn.clone()));
                 let attempt = self.shared.lock().machine.current_attempt();
                 if let Some(attempt) = attempt {
-                    self.watch = Some((attempt, CatchUnwind::new(Box::pin(conn.closed()))));
+                    // A `closed()` that panics counts as closed, and is reported.
+                    let closed = match catch_unwind(AssertUnwindSafe(|| conn.closed())) {
+                        Ok(future) => CatchUnwind::new(Box::pin(future)),
+                        Err(payload) => CatchUnwind::failed(panic_message(payload)),
+                    };
+                    self.watch = Some((attempt, closed));
                 }
                 self.report(Event::Connected(conn));
             }
@@ -287,15 +305,39 @@ where
 
     fn finish(&mut self) {
         self.watch = None;
-        {
+        self.shared.finish();
+    }
+}
+
+/// If the task is dropped before it finished (its runtime shut down, or it panicked
+/// because the runtime lacks timers), the handles must not hang: everything is marked
+/// closed, waiters are released, and the current connection is asked to close.
+impl<A, C, E> Drop for Task<A, C, E>
+where
+    A: Clone + PartialEq,
+    C: Connection,
+    E: fmt::Debug,
+{
+    fn drop(&mut self) {
+        let current = {
             let mut inner = self.shared.lock();
-            inner.finished = true;
-            inner.task_waker = None;
-            // Plain `connected()` waiters already got `Closed`; nothing else will come.
-            inner.waiters.clear();
+            if inner.finished {
+                return;
+            }
+            if inner.stopped.is_none() {
+                inner.stopped = Some(Error::Closed);
+            }
+            inner.machine.current_connection().cloned()
+        };
+        if let Some(conn) = current {
+            // Best effort: the runtime may be gone, so the close starts here and runs on
+            // if the runtime still can.
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                let close = conn.close();
+                self.runtime.spawn(Box::pin(close));
+            }));
         }
-        self.shared.events.close();
-        self.shared.changed.notify(usize::MAX);
+        self.shared.finish();
     }
 }
 
