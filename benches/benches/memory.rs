@@ -109,7 +109,7 @@ fn main() {
     note_smoke_run();
     println!("== memory: RSS per idle connection (client process only) ==");
     println!(
-        "size_of one queued event in a persistent connection's event buffer: {} bytes (the buffer holds 256)",
+        "size_of one queued event in a persistent connection's event buffer: {} bytes (the buffer holds 32)",
         size_of::<(
             DriverEvent<SocketAddr, Tracked<TcpStream>, std::io::Error>,
             usize

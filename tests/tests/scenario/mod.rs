@@ -44,19 +44,37 @@ pub trait TestRuntime: Sized + 'static {
 type Pc = PersistentConnection<SocketAddr, EchoConn, std::io::Error>;
 type PcEvent = Event<SocketAddr, EchoConn, Error<std::io::Error>>;
 
-/// Where `get_address` looks: the test points it at a replica.
+/// Where `get_address` looks: the test points it at a replica. A gated catalog answers
+/// only once opened, so a test can register a waiter before the first attempt ends (on a
+/// multi-threaded executor the task may otherwise finish it first).
 #[derive(Clone)]
-pub struct Catalog(Arc<Mutex<SocketAddr>>);
+pub struct Catalog(Arc<Mutex<SocketAddr>>, CloseSignal);
 
 impl Catalog {
     fn new(addr: SocketAddr) -> Self {
-        Catalog(Arc::new(Mutex::new(addr)))
+        let catalog = Catalog::gated(addr);
+        catalog.open();
+        catalog
+    }
+    fn gated(addr: SocketAddr) -> Self {
+        Catalog(Arc::new(Mutex::new(addr)), CloseSignal::new())
+    }
+    fn open(&self) {
+        self.1.close();
     }
     fn set(&self, addr: SocketAddr) {
         *self.0.lock().unwrap() = addr;
     }
     fn get(&self) -> SocketAddr {
         *self.0.lock().unwrap()
+    }
+    /// The address, once the catalog is open.
+    fn lookup(&self) -> impl Future<Output = std::io::Result<SocketAddr>> + Send + 'static + use<> {
+        let (catalog, open) = (self.0.clone(), self.1.closed());
+        async move {
+            open.await;
+            Ok(*catalog.lock().unwrap())
+        }
     }
 }
 
@@ -123,10 +141,7 @@ fn builder<T: TestRuntime>(catalog: &Catalog) -> Builder<SocketAddr, EchoConn, s
     Builder::new(
         T::runtime(),
         "echo",
-        move || {
-            let addr = catalog.get();
-            async move { Ok(addr) }
-        },
+        move || catalog.lookup(),
         |addr, _ctx| dial::<T>(addr),
     )
     .retry_delay(|_| Duration::from_millis(5))
@@ -522,12 +537,14 @@ pub async fn r13_drop_all_handles_while_connecting<T: TestRuntime>() {
 pub async fn r13_drop_all_handles_while_sleeping<T: TestRuntime>() {
     let clock = VirtualClock::new();
     let runtime = Tracking::new(clock.runtime(T::runtime()));
-    let catalog = Catalog::new(closed_port());
+    let catalog = Catalog::gated(closed_port());
     let pc = builder::<T>(&catalog)
         .runtime(runtime.clone())
         .retry_policy(RetryPolicy::Constant(Duration::from_secs(10)))
         .spawn();
-    assert!(pc.connected_or_failed_to_connect().await.is_err());
+    let first = pc.connected_or_failed_to_connect();
+    catalog.open();
+    assert!(first.await.is_err());
     assert_eq!(clock.next_timer().await, Duration::from_secs(10));
     drop(pc);
     runtime.all_tasks_ended().await;
@@ -543,8 +560,8 @@ pub async fn r13_drop_all_handles_while_sleeping<T: TestRuntime>() {
 /// starts when the jittered delay has passed, and not before.
 pub async fn r7_default_retry_delay_on_virtual_clock<T: TestRuntime>() {
     let clock = VirtualClock::new();
-    let catalog = Catalog::new(closed_port());
-    let addr = catalog.get();
+    let catalog = Catalog::gated(closed_port());
+    let lookup = catalog.clone();
     let attempts = Arc::new(AtomicUsize::new(0));
     let counter = attempts.clone();
     let pc = Builder::new(
@@ -552,13 +569,15 @@ pub async fn r7_default_retry_delay_on_virtual_clock<T: TestRuntime>() {
         "echo",
         move || {
             counter.fetch_add(1, Ordering::SeqCst);
-            async move { Ok::<_, std::io::Error>(addr) }
+            lookup.lookup()
         },
         |addr, _ctx| dial::<T>(addr),
     )
     .seed(7)
     .spawn();
-    assert!(pc.connected_or_failed_to_connect().await.is_err());
+    let first = pc.connected_or_failed_to_connect();
+    catalog.open();
+    assert!(first.await.is_err());
     let deadline = clock.next_timer().await;
     assert!(
         (Duration::from_secs(7)..=Duration::from_secs(13)).contains(&deadline),
@@ -617,13 +636,15 @@ pub async fn r12_abort_from_connect<T: TestRuntime>() {
 
 /// R9, R11: after `close`, waiters get `Closed` at once and nothing is ever reported again.
 pub async fn r9_after_close_waiters_get_closed<T: TestRuntime>() {
-    let catalog = Catalog::new(closed_port());
+    let catalog = Catalog::gated(closed_port());
     let clock = VirtualClock::new();
     let pc = builder::<T>(&catalog)
         .runtime(clock.runtime(T::runtime()))
         .retry_policy(RetryPolicy::Constant(Duration::from_secs(10)))
         .spawn();
-    assert!(pc.connected_or_failed_to_connect().await.is_err());
+    let first = pc.connected_or_failed_to_connect();
+    catalog.open();
+    assert!(first.await.is_err());
     let waiting = pc.connected_or_failed_to_connect();
     let closing = pc.close();
     assert!(
@@ -644,14 +665,15 @@ pub async fn r9_after_close_waiters_get_closed<T: TestRuntime>() {
 /// `connect` is a failed attempt whose error says so.
 pub async fn r6_panics_in_callbacks_are_reported<T: TestRuntime>() {
     let server = Server::start(Mode::Echo);
-    let addr = server.addr();
+    let catalog = Catalog::gated(server.addr());
+    let lookup = catalog.clone();
     let reports = Arc::new(Mutex::new(Vec::new()));
     let hook_reports = reports.clone();
     let dials = Arc::new(AtomicUsize::new(0));
     let pc = Builder::new(
         T::runtime(),
         "echo",
-        move || async move { Ok::<_, std::io::Error>(addr) },
+        move || lookup.lookup(),
         move |addr, _ctx| {
             let first = dials.fetch_add(1, Ordering::SeqCst) == 0;
             async move {
@@ -670,7 +692,9 @@ pub async fn r6_panics_in_callbacks_are_reported<T: TestRuntime>() {
     })
     .on_callback_panic(move |report| hook_reports.lock().unwrap().push(report.to_string()))
     .spawn();
-    match pc.connected_or_failed_to_connect().await {
+    let first = pc.connected_or_failed_to_connect();
+    catalog.open();
+    match first.await {
         Err(Error::Panicked { message, .. }) => assert_eq!(&*message, "connect blew up"),
         other => panic!("expected the panic as the error, got {other:?}"),
     }
