@@ -20,52 +20,20 @@
 //!
 //! Run: `cargo bench -p persistent-connection-benches --bench machine`
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use persistent_connection::{AttemptId, Command, Config, Input, Machine, TimerId};
 use persistent_connection_benches::{Stats, full_run, note_smoke_run};
 
-/// Counts every allocation made in this process, then lets the system allocator do it.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// The workspace forbids unsafe code; this crate only denies it, for this one impl. A global
-// allocator is the only way to observe allocations, and `GlobalAlloc` is an unsafe trait:
-// every method forwards its arguments unchanged to `System` (so `System`'s guarantees are
-// ours) and only bumps a counter.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as above; `ptr` came from this allocator, i.e. from `System`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: persistent_connection_benches::CountingAlloc =
+    persistent_connection_benches::CountingAlloc;
 
 type M = Machine<SocketAddr, Arc<()>, io::Error>;
 
@@ -264,11 +232,11 @@ fn median_ns(h: &mut Harness, batches: usize, per_batch: usize) -> f64 {
 
 /// Allocations made by `inputs` steps (the harness's own inputs carry no heap data).
 fn allocations(h: &mut Harness, inputs: u64) -> u64 {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = persistent_connection_benches::ALLOCATIONS.load(Ordering::Relaxed);
     for _ in 0..inputs {
         h.step();
     }
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    persistent_connection_benches::ALLOCATIONS.load(Ordering::Relaxed) - before
 }
 
 fn summary() {

@@ -27,12 +27,11 @@
 //!
 //! Run: `cargo bench -p persistent-connection-benches --bench memory`
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use persistent_connection_benches::{
@@ -44,41 +43,9 @@ use persistent_connection_tokio::{
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-/// Counts the heap bytes live in this process, then lets the system allocator do the work.
-struct Counting;
-
-static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
-
-// The workspace forbids unsafe code; this crate only denies it, for this one impl. A global
-// allocator is the only way to count the heap bytes a connection holds, and `GlobalAlloc`
-// is an unsafe trait: every method forwards its arguments unchanged to `System` (so
-// `System`'s guarantees are ours) and only adds to a counter.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: as above; `ptr` came from this allocator, i.e. from `System`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: persistent_connection_benches::CountingAlloc =
+    persistent_connection_benches::CountingAlloc;
 
 /// Connections per listening port (the ephemeral port range holds about 28,000 per
 /// destination).
@@ -270,7 +237,7 @@ fn client_child(kind: &str, n: usize, ports: &str) {
     rt.block_on(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let before = rss_bytes().expect("rss");
-        let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
+        let heap_before = persistent_connection_benches::LIVE_BYTES.load(Ordering::Relaxed);
         let held = match kind.as_str() {
             "raw" => raw(&addrs, n).await,
             "hand-written" => hand_written(&addrs, n).await,
@@ -280,7 +247,7 @@ fn client_child(kind: &str, n: usize, ports: &str) {
         };
         tokio::time::sleep(Duration::from_millis(200)).await;
         let after = rss_bytes().expect("rss");
-        let heap = LIVE_BYTES.load(Ordering::Relaxed) - heap_before;
+        let heap = persistent_connection_benches::LIVE_BYTES.load(Ordering::Relaxed) - heap_before;
         println!("RESULT {before} {after} {heap}");
         std::io::stdout().flush().expect("stdout");
         // Exit at once: tearing down 100,000 connections one by one measures nothing.

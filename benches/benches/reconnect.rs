@@ -32,11 +32,10 @@
 //!
 //! Run: `cargo bench -p persistent-connection-benches --bench reconnect`
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use persistent_connection_benches::{
@@ -51,40 +50,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 
-/// Counts allocations in this process (both threads), then lets the system allocator do it.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// The workspace forbids unsafe code; this crate only denies it, for this one impl. A global
-// allocator is the only way to count allocations, and `GlobalAlloc` is an unsafe trait:
-// every method forwards its arguments unchanged to `System` (so `System`'s guarantees are
-// ours) and only bumps a counter.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as above; `ptr` came from this allocator, i.e. from `System`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: persistent_connection_benches::CountingAlloc =
+    persistent_connection_benches::CountingAlloc;
 
 /// How long each connection lives before it is killed: longer than the retry delay.
 const LIFETIME: Duration = Duration::from_millis(5);
@@ -143,13 +111,13 @@ impl Client {
             clock.advance(LIFETIME); // the retry timer fires on the virtual clock
             tokio::task::yield_now().await;
         }
-        let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+        let allocations = persistent_connection_benches::ALLOCATIONS.load(Ordering::Relaxed);
         let start = Instant::now();
         self.server.kill_all();
         let end = self.echoed.recv().await.expect("the client task runs");
         (
             end.duration_since(start),
-            ALLOCATIONS.load(Ordering::Relaxed) - allocations,
+            persistent_connection_benches::ALLOCATIONS.load(Ordering::Relaxed) - allocations,
         )
     }
 }
@@ -323,14 +291,15 @@ async fn driver_cycle(cycles: u32) -> (Duration, f64) {
         conn.close(); // warm up
         conn = pc.connected().await;
     }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let allocations = persistent_connection_benches::ALLOCATIONS.load(Ordering::Relaxed);
     let start = Instant::now();
     for _ in 0..cycles {
         conn.close();
         conn = pc.connected().await;
     }
     let took = start.elapsed() / cycles;
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocations;
+    let allocations =
+        persistent_connection_benches::ALLOCATIONS.load(Ordering::Relaxed) - allocations;
     (took, allocations as f64 / f64::from(cycles))
 }
 
