@@ -184,25 +184,30 @@ impl<E> fmt::Debug for AttemptContext<E> {
     }
 }
 
-pub(crate) fn attempt_context<A, C, E>(
-    shared: &Arc<Shared<A, C, E>>,
-    attempt: AttemptId,
-    consecutive_failures: u32,
-) -> AttemptContext<E>
+/// The `abort` of every attempt's context: made once per persistent connection.
+pub(crate) type AbortFn<E> = Arc<dyn Fn(E) + Send + Sync>;
+
+pub(crate) fn abort_fn<A, C, E>(shared: &Arc<Shared<A, C, E>>) -> AbortFn<E>
 where
     A: Clone + PartialEq + Send + Sync + 'static,
     C: Clone + Send + Sync + 'static,
     E: fmt::Debug + Send + Sync + 'static,
 {
     let weak: Weak<Shared<A, C, E>> = Arc::downgrade(shared);
-    AttemptContext {
-        attempt,
-        consecutive_failures,
-        abort: Arc::new(move |reason| {
-            if let Some(shared) = weak.upgrade() {
-                shared.stop(Input::Abort(Error::Aborted(Arc::new(reason))));
-            }
-        }),
+    Arc::new(move |reason| {
+        if let Some(shared) = weak.upgrade() {
+            shared.stop(Input::Abort(Error::Aborted(Arc::new(reason))));
+        }
+    })
+}
+
+impl<E> AttemptContext<E> {
+    pub(crate) fn new(attempt: AttemptId, consecutive_failures: u32, abort: AbortFn<E>) -> Self {
+        AttemptContext {
+            attempt,
+            consecutive_failures,
+            abort,
+        }
     }
 }
 

@@ -20,7 +20,8 @@ use super::DriverEvent;
 use super::connection::Connection;
 use super::error::{Callback, Error, PanicReport};
 use super::handle::{
-    ConnectFn, GetAddressFn, OnEventFn, PanicHookFn, RetryDelayFn, Shared, attempt_context,
+    AbortFn, AttemptContext, ConnectFn, GetAddressFn, OnEventFn, PanicHookFn, RetryDelayFn, Shared,
+    abort_fn,
 };
 use super::runtime::{BoxFuture, Runtime};
 use crate::{AttemptError, AttemptId, Command, Event, Input, Outcome, TimerId};
@@ -42,8 +43,8 @@ pub(crate) struct Hooks<A, C, E> {
 }
 
 enum Op<A, C, E> {
-    Fetch(AttemptId, BoxFuture<Result<A, Error<E>>>),
-    Dial(AttemptId, BoxFuture<Result<C, Error<E>>>),
+    Fetch(AttemptId, Guarded<A, E>),
+    Dial(AttemptId, Guarded<C, E>),
 }
 
 pub(crate) struct Task<A, C, E>
@@ -62,6 +63,8 @@ where
     watch: Option<(AttemptId, CatchUnwind<()>)>,
     closing: Vec<CatchUnwind<()>>,
     machine_finished: bool,
+    /// Every attempt's context shares this `abort`.
+    abort: AbortFn<E>,
 }
 
 impl<A, C, E> Task<A, C, E>
@@ -76,6 +79,7 @@ where
         hooks: Hooks<A, C, E>,
     ) -> Self {
         Task {
+            abort: abort_fn(&shared),
             shared,
             runtime,
             hooks,
@@ -211,7 +215,7 @@ where
             }
             Command::Dial { attempt, address } => {
                 let failures = self.shared.lock().machine.consecutive_failures();
-                let ctx = attempt_context(&self.shared, attempt, failures);
+                let ctx = AttemptContext::new(attempt, failures, self.abort.clone());
                 let future = catch_unwind(AssertUnwindSafe(|| (self.hooks.connect)(address, ctx)));
                 self.op = Some(Op::Dial(
                     attempt,
@@ -240,7 +244,7 @@ where
         let mut moved = false;
         match &mut self.op {
             Some(Op::Fetch(attempt, future)) => {
-                if let Poll::Ready(result) = future.as_mut().poll(cx) {
+                if let Poll::Ready(result) = Pin::new(future).poll(cx) {
                     let attempt = *attempt;
                     self.op = None;
                     self.feed(Input::AddressObtained { attempt, result });
@@ -248,7 +252,7 @@ where
                 }
             }
             Some(Op::Dial(attempt, future)) => {
-                if let Poll::Ready(result) = future.as_mut().poll(cx) {
+                if let Poll::Ready(result) = Pin::new(future).poll(cx) {
                     let attempt = *attempt;
                     self.op = None;
                     self.feed(Input::Dialed { attempt, result });
@@ -385,22 +389,41 @@ where
 
 /// Turns a callback's future (or the panic of the call that made it) into one that never
 /// panics and yields the driver's error.
-fn guarded<T: Send + 'static, E: Send + Sync + 'static>(
+fn guarded<T, E>(
     made: std::thread::Result<BoxFuture<Result<T, E>>>,
     during: Callback,
     wrap: fn(E) -> Error<E>,
-) -> BoxFuture<Result<T, Error<E>>> {
-    let caught = match made {
-        Ok(future) => CatchUnwind::new(future),
-        Err(payload) => CatchUnwind::failed(panic_message(payload)),
-    };
-    Box::pin(async move {
-        match caught.await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(wrap(e)),
-            Err(message) => Err(Error::Panicked { during, message }),
-        }
-    })
+) -> Guarded<T, E> {
+    Guarded {
+        future: match made {
+            Ok(future) => CatchUnwind::new(future),
+            Err(payload) => CatchUnwind::failed(panic_message(payload)),
+        },
+        during,
+        wrap,
+    }
+}
+
+/// A fetch or dial in flight: the caller's future, its panics caught, its error wrapped
+/// (without a second box).
+struct Guarded<T, E> {
+    future: CatchUnwind<Result<T, E>>,
+    during: Callback,
+    wrap: fn(E) -> Error<E>,
+}
+
+impl<T, E> Future for Guarded<T, E> {
+    type Output = Result<T, Error<E>>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (during, wrap) = (self.during, self.wrap);
+        Pin::new(&mut self.future)
+            .poll(cx)
+            .map(|caught| match caught {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(e)) => Err(wrap(e)),
+                Err(message) => Err(Error::Panicked { during, message }),
+            })
+    }
 }
 
 fn flatten<E>(error: AttemptError<Error<E>>) -> Error<E> {
