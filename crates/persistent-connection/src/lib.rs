@@ -58,6 +58,15 @@
 //! `FailedToConnect` are not repeated within a cycle, the retry timer spaces out the
 //! starts of attempts, and `close` cancels what is in flight and closes what is open.
 //! See [`Machine`] for the contract of the loop.
+//!
+//! # The driver (feature `std`, on by default)
+//!
+//! [`driver`] runs a Machine for you on any async runtime, through the small
+//! [`driver::Runtime`] trait (spawn a task, sleep): it calls your `get_address`, `connect`
+//! and `on_event`, watches the connection ([`driver::Connection`]) and serves the
+//! [`driver::PersistentConnection`] handle. The adapter crates only implement `Runtime`.
+//! [`driver::VirtualClock`] lets tests run it on virtual time. Without default features
+//! the crate is `#![no_std]` and has no allocator needs.
 #![no_std]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
