@@ -16,7 +16,7 @@
 //!     async fn hello(name: String) -> String;
 //! }
 //!
-//! # async fn lookup_in_catalog() -> std::io::Result<SocketAddr> { unimplemented!() }
+//! # async fn lookup_in_catalog() -> std::io::Result<SocketAddr> { Ok(([127, 0, 0, 1], 7000).into()) }
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let greeter = persistent_connection_tarpc::builder(
 //!     "greeter",
