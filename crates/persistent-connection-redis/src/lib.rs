@@ -262,12 +262,14 @@ impl Connector {
                         redis::io::tcp::socket2::SockRef::from(&stream)
                             .set_tcp_keepalive(keepalive)?;
                     }
-                    self.handshake(runtime, info.redis_settings(), stream).await
+                    self.connect_stream(runtime, info.redis_settings(), stream)
+                        .await
                 }
                 #[cfg(unix)]
                 ConnectionAddr::Unix(path) => {
                     let stream = tokio::net::UnixStream::connect(path).await?;
-                    self.handshake(runtime, info.redis_settings(), stream).await
+                    self.connect_stream(runtime, info.redis_settings(), stream)
+                        .await
                 }
                 other => Err(RedisError::from((
                     ErrorKind::InvalidClientConfig,
@@ -292,18 +294,6 @@ impl Connector {
     /// hands with `info` and runs the driver on `runtime`. The connect timeout is not
     /// applied here.
     pub async fn connect_stream<S>(
-        &self,
-        runtime: &impl Runtime,
-        info: &RedisConnectionInfo,
-        stream: S,
-    ) -> RedisResult<RedisConnection>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        self.handshake(runtime, info, stream).await
-    }
-
-    async fn handshake<S>(
         &self,
         runtime: &impl Runtime,
         info: &RedisConnectionInfo,
