@@ -8,8 +8,8 @@ use rand_core::SeedableRng;
 
 use crate::queue::{CAPACITY, Queue};
 use crate::types::{
-    AttemptError, AttemptId, Command, Config, Event, Expecting, Input, InputError, Outcome,
-    Rejected, State, StopKind, TimerId,
+    AttemptId, Command, Config, Event, Expecting, Failure, Input, InputError, InputKind, Rejected,
+    State, StopKind, TimerId,
 };
 
 /// The most commands one input can queue (a timeout firing: timer, cancel, outcome, and
@@ -27,10 +27,13 @@ const MAX_PER_INPUT: usize = 4;
 /// * The machine starts working when created: the first command is
 ///   `Emit(AttemptingToConnect)` (R1).
 /// * Time enters only as [`Input::TimerFired`] for the timer it asked for; randomness only
-///   from a ChaCha RNG seeded with [`Config::seed`] (R15).
-/// * Commands that report an event ([`Command::Emit`], and a reported
-///   [`Command::Outcome`]) are answered with [`Input::EventHandled`] once the handler has
-///   finished; until then the machine takes no next step (R6).
+///   from a ChaCha RNG seeded with the `seed` given to [`new`](Self::new) (R15).
+/// * Every [`Command::Emit`] is answered with exactly one [`Input::EventHandled`] once the
+///   handler has finished; until then the machine takes no next step (R6). No other
+///   command is answered with it. An `Emit` of `Connected` or `FailedToConnect` is also
+///   the attempt's outcome: give it to the waiters before reporting it (R3).
+/// * Every command that concerns an attempt or a connection names the attempt
+///   ([`AttemptId`]): feed it back in the answer.
 /// * An input it did not ask for is refused with [`Rejected`], which hands the input back
 ///   and leaves the machine unchanged (R16).
 ///
@@ -136,8 +139,12 @@ where
     /// A machine that starts its first cycle at once: its first command reports
     /// `AttemptingToConnect`. Errors are compared by [`error_key`], a hash of their
     /// `Debug` text.
-    pub fn new(config: Config) -> Self {
-        Self::with_error_key(config, error_key::<E>)
+    ///
+    /// `seed` seeds the jitter's random generator (R15: the same seed and the same inputs
+    /// give the same commands). Give every machine its own seed (from the OS, a clock, a
+    /// counter): machines that share one draw the same delays and retry in lockstep.
+    pub fn new(config: Config, seed: u64) -> Self {
+        Self::with_error_key(config, seed, error_key::<E>)
     }
 
     /// As [`new`](Self::new), but errors are "equal" for the `FailedToConnect`
@@ -146,10 +153,12 @@ where
     /// The default formats the error with `Debug`, which for some types allocates (the
     /// standard library's `io::Error` builds the OS message in a `String`): a key such as
     /// kind and raw OS error keeps the machine allocation-free, and is faster.
-    pub fn with_error_key(config: Config, key: fn(&E) -> u64) -> Self {
+    pub fn with_error_key(mut config: Config, seed: u64, key: fn(&E) -> u64) -> Self {
+        // The fields are public: a zero timeout set directly still means "no bound".
+        config.connect_timeout = config.connect_timeout.filter(|t| !t.is_zero());
         let mut machine = Machine {
             key,
-            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            rng: ChaCha8Rng::seed_from_u64(seed),
             config,
             queue: Queue::new(),
             wait: Wait::Finished,
@@ -330,7 +339,7 @@ where
                 }),
                 None => Err(unexpected),
             },
-            Input::Close | Input::Abort(_) | Input::CloseWhenCurrentConnectionIsClosed => Ok(()),
+            Input::Close | Input::Abort | Input::CloseWhenCurrentConnectionIsClosed => Ok(()),
         }
     }
 
@@ -339,7 +348,7 @@ where
         attempt: AttemptId,
         waiting: Wait<A>,
         late: u64,
-        got: crate::types::InputKind,
+        got: InputKind,
     ) -> Result<(), InputError> {
         if attempt.0 == self.attempt && self.wait == waiting {
             return Ok(());
@@ -379,29 +388,32 @@ where
                 }
                 match result {
                     Ok(address) => self.on_address(address),
-                    Err(e) => self.fail(AttemptError::Address(e)),
+                    Err(e) => self.fail(Failure::Error(e)),
                 }
             }
             Input::Dialed { attempt, result } => {
                 if Self::take_late(self.attempt, &mut self.late_dial, attempt) {
-                    if let Ok(conn) = result {
-                        self.queue.push(Command::CloseConnection(conn));
+                    if let Ok(connection) = result {
+                        self.queue.push(Command::CloseConnection {
+                            attempt,
+                            connection,
+                        });
                     }
                     return;
                 }
                 match result {
                     Ok(conn) => self.on_connected(conn, attempt),
-                    Err(e) => self.fail(AttemptError::Connect(e)),
+                    Err(e) => self.fail(Failure::Error(e)),
                 }
             }
             Input::TimerFired(_) => self.on_timer(),
             Input::EventHandled => self.on_handled(),
             Input::RetryDelay(delay) => self.begin_attempt(delay),
             Input::ConnectionClosed { .. } => self.on_connection_closed(),
-            Input::Close => self.on_stop(StopKind::Close, Outcome::Closed),
-            Input::Abort(reason) => self.on_stop(StopKind::Abort, Outcome::Aborted(reason)),
+            Input::Close => self.on_stop(StopKind::Close),
+            Input::Abort => self.on_stop(StopKind::Abort),
             Input::CloseWhenCurrentConnectionIsClosed => {
-                self.on_stop(StopKind::WhenCurrentConnectionCloses, Outcome::Closed)
+                self.on_stop(StopKind::WhenCurrentConnectionCloses)
             }
         }
     }
@@ -417,16 +429,25 @@ where
         }
     }
 
-    fn emit(&mut self, event: Event<A, C, AttemptError<E>>, after: After<A>) {
-        self.queue.push(Command::Emit(event));
+    fn emit(
+        &mut self,
+        event: Event<A, C, Failure<E>>,
+        attempt: Option<AttemptId>,
+        after: After<A>,
+    ) {
+        self.queue.push(Command::Emit { event, attempt });
         self.wait = Wait::Handler(after);
+    }
+
+    fn current_id(&self) -> AttemptId {
+        AttemptId(self.attempt)
     }
 
     /// R1: a cycle starts by reporting `AttemptingToConnect`.
     fn start_cycle(&mut self) {
         self.last_address = None;
         self.last_error = None;
-        self.emit(Event::AttemptingToConnect, After::Attempt);
+        self.emit(Event::AttemptingToConnect, None, After::Attempt);
     }
 
     /// R2, R7: each attempt first starts its retry timer, then fetches the address.
@@ -437,10 +458,11 @@ where
         self.retry_due = false;
         self.timed_out = false;
         self.retry_delay = None;
-        match self.config.retry.delay(self.failures) {
+        match self.config.retry_policy.delay(self.failures) {
             Some(delay) => self.begin_attempt(delay),
             None => {
                 self.queue.push(Command::ComputeRetryDelay {
+                    attempt: self.current_id(),
                     consecutive_failures: self.failures,
                 });
                 self.wait = Wait::RetryDelay;
@@ -463,7 +485,7 @@ where
             Some(t) => self.start_timer(retry, TimerPlan::RetryThenTimeout(t - retry)),
         }
         self.queue.push(Command::FetchAddress {
-            attempt: AttemptId(self.attempt),
+            attempt: self.current_id(),
         });
         self.wait = Wait::Fetch;
     }
@@ -485,6 +507,7 @@ where
             self.last_address = Some(address.clone());
             self.emit(
                 Event::ObtainedAddress(address.clone()),
+                Some(self.current_id()),
                 After::Dial(address),
             );
         }
@@ -492,41 +515,41 @@ where
 
     fn dial(&mut self, address: A) {
         self.queue.push(Command::Dial {
-            attempt: AttemptId(self.attempt),
+            attempt: self.current_id(),
             address,
+            consecutive_failures: self.failures,
         });
         self.wait = Wait::Dial;
     }
 
     /// R5: success resets the count; the connection is current before `Connected` is
-    /// reported (the outcome goes to waiters first, R3).
+    /// reported (the driver gives it to waiters first, R3).
     fn on_connected(&mut self, conn: C, attempt: AttemptId) {
         self.failures = 0;
         self.current = Some((conn.clone(), attempt));
         self.closed_during_handler = false;
         self.close_sent = false;
-        self.queue.push(Command::Outcome(Outcome::Connected(conn)));
-        self.wait = Wait::Handler(After::Connected);
+        self.emit(Event::Connected(conn), Some(attempt), After::Connected);
     }
 
     /// R4: a failure counts, goes to waiters (R3), and is reported unless it repeats the
     /// previous error of this cycle.
-    fn fail(&mut self, error: AttemptError<E>) {
+    fn fail(&mut self, error: Failure<E>) {
         self.failures = self.failures.saturating_add(1);
         // As in the seed, errors compare by the caller's error itself, whichever step failed.
-        let key = match error.source_error() {
+        let key = match error.error() {
             Some(e) => (self.key)(e),
             // The machine's own error: keyed apart from any caller's.
             None => error_key(&error) ^ 0x9e37_79b9_7f4a_7c15,
         };
         let repeated = self.last_error == Some(key);
         self.last_error = Some(key);
-        self.queue
-            .push(Command::Outcome(Outcome::Failed { error, repeated }));
+        let attempt = self.current_id();
         if repeated {
+            self.queue.push(Command::FailedAgain { attempt, error });
             self.after_failure();
         } else {
-            self.wait = Wait::Handler(After::Failure);
+            self.emit(Event::FailedToConnect(error), Some(attempt), After::Failure);
         }
     }
 
@@ -548,7 +571,7 @@ where
             _ => {}
         }
         self.queue.push(Command::CancelAttempt {
-            attempt: AttemptId(self.attempt),
+            attempt: self.current_id(),
         });
     }
 
@@ -596,7 +619,7 @@ where
         match self.wait {
             Wait::Fetch | Wait::Dial => {
                 self.abandon();
-                self.fail(AttemptError::TimedOut { after });
+                self.fail(Failure::TimedOut { after });
             }
             // The handler of `ObtainedAddress` runs: fail once it has finished (R6).
             Wait::Handler(After::Dial(_)) => self.timed_out = true,
@@ -614,7 +637,7 @@ where
             After::Dial(_) if self.stop.is_some() => self.finish(),
             After::Dial(_) if self.timed_out => {
                 let after = self.config.connect_timeout.unwrap_or_default();
-                self.fail(AttemptError::TimedOut { after });
+                self.fail(Failure::TimedOut { after });
             }
             After::Dial(address) => self.dial(address),
             After::Failure => self.after_failure(),
@@ -636,19 +659,19 @@ where
     }
 
     fn disconnected(&mut self) {
-        self.current = None;
+        let attempt = self.current.take().map(|(_, made_by)| made_by);
         self.closed_during_handler = false;
         self.close_sent = false;
-        self.emit(Event::Disconnected, After::Disconnected);
+        self.emit(Event::Disconnected, attempt, After::Disconnected);
     }
 
     /// R11, R12: stop retrying. `close` also closes the current connection; all three
     /// cancel an attempt in flight (no `FailedToConnect` for it).
-    fn on_stop(&mut self, kind: StopKind, outcome: Outcome<C, E>) {
+    fn on_stop(&mut self, kind: StopKind) {
         match self.stop {
             None => {
                 self.stop = Some(kind);
-                self.queue.push(Command::Outcome(outcome));
+                self.queue.push(Command::Stopped(kind));
             }
             // A close after an abort still closes the current connection.
             Some(StopKind::Abort | StopKind::WhenCurrentConnectionCloses)
@@ -659,10 +682,13 @@ where
             Some(_) => return,
         }
         if kind == StopKind::Close && !self.close_sent {
-            if let Some((conn, _)) = &self.current {
+            if let Some((conn, attempt)) = &self.current {
                 if !self.closed_during_handler {
                     self.close_sent = true;
-                    self.queue.push(Command::CloseConnection(conn.clone()));
+                    self.queue.push(Command::CloseConnection {
+                        attempt: *attempt,
+                        connection: conn.clone(),
+                    });
                 }
             }
         }

@@ -9,6 +9,7 @@ use rand_core::Rng;
 /// The policy is consulted once per attempt, when the attempt starts, with the number of
 /// consecutive failures so far (0 for the first attempt after a success).
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum RetryPolicy {
     /// The same delay every time: the seed's policy (default: 10 s).
     Constant(Duration),
@@ -113,6 +114,7 @@ impl Default for Exponential {
 /// Randomisation of each retry delay (R7), so that many clients that lost the same server
 /// do not all come back at the same instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Jitter {
     /// Use the policy's delay as it is.
     Off,

@@ -31,7 +31,7 @@ impl fmt::Display for TimerId {
 /// `AttemptingToConnect (ObtainedAddress | FailedToConnect)* (Connected Disconnected)?`.
 ///
 /// `F` is what a failure carries: the [`Machine`](crate::Machine) reports
-/// `Event<A, C, AttemptError<E>>`; a driver may report its own flat error type instead.
+/// `Event<A, C, Failure<E>>`; a driver may report its own error type instead.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event<A, C, F> {
     /// A cycle starts: attempts follow until one succeeds.
@@ -57,17 +57,42 @@ impl<A, C, F> Event<A, C, F> {
             Event::Disconnected => "Disconnected",
         }
     }
+
+    /// The same event with its failure mapped by `f` (a driver turns the Machine's
+    /// [`Failure`] into its own error type with it).
+    pub fn map_failure<G>(self, f: impl FnOnce(F) -> G) -> Event<A, C, G> {
+        match self {
+            Event::AttemptingToConnect => Event::AttemptingToConnect,
+            Event::ObtainedAddress(a) => Event::ObtainedAddress(a),
+            Event::FailedToConnect(e) => Event::FailedToConnect(f(e)),
+            Event::Connected(c) => Event::Connected(c),
+            Event::Disconnected => Event::Disconnected,
+        }
+    }
 }
 
-/// Why an attempt failed.
+/// Prints the event's name and, for `ObtainedAddress` and `FailedToConnect`, what it
+/// carries (the address with `Debug`, the failure with `Display`); a connection is not
+/// printed.
+impl<A: fmt::Debug, C, F: fmt::Display> fmt::Display for Event<A, C, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::ObtainedAddress(a) => write!(f, "ObtainedAddress({a:?})"),
+            Event::FailedToConnect(e) => write!(f, "FailedToConnect({e})"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// Why an attempt failed, as the [`Machine`](crate::Machine) reports it: the caller's own
+/// error (fed with [`Input::AddressObtained`] or [`Input::Dialed`]), or the connect
+/// timeout, the one failure the machine decides itself.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum AttemptError<E> {
-    /// Fetching the address failed with the caller's error.
-    #[error("could not get the address: {0:?}")]
-    Address(E),
-    /// Dialling the address failed with the caller's error.
-    #[error("could not connect: {0:?}")]
-    Connect(E),
+#[non_exhaustive]
+pub enum Failure<E> {
+    /// The fetch or the dial failed with the caller's error.
+    #[error("{0}")]
+    Error(E),
     /// The attempt did not finish within the configured connect timeout.
     #[error("the attempt did not finish within the connect timeout of {after:?}")]
     TimedOut {
@@ -76,74 +101,24 @@ pub enum AttemptError<E> {
     },
 }
 
-impl<E> AttemptError<E> {
+impl<E> Failure<E> {
     /// The caller's error, if this is one (not a timeout).
-    pub fn source_error(&self) -> Option<&E> {
+    pub fn error(&self) -> Option<&E> {
         match self {
-            AttemptError::Address(e) | AttemptError::Connect(e) => Some(e),
-            AttemptError::TimedOut { .. } => None,
+            Failure::Error(e) => Some(e),
+            Failure::TimedOut { .. } => None,
         }
     }
 
     /// Whether the connect timeout ended the attempt.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, AttemptError::TimedOut { .. })
-    }
-}
-
-/// What the waiters of `connected_or_failed_to_connect` (and of `connected`) are given (R3, R9).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome<C, E> {
-    /// The attempt succeeded; `C` is now the current connection. Give it to every waiter of
-    /// `connected` and `connected_or_failed_to_connect`, then report
-    /// [`Event::Connected`] with it and feed [`Input::EventHandled`] when its handler is done.
-    Connected(C),
-    /// The attempt failed. Give `error` to the waiters of `connected_or_failed_to_connect`;
-    /// then, unless `repeated`, report [`Event::FailedToConnect`] with it and feed
-    /// [`Input::EventHandled`] when its handler is done. `repeated` means the error equals
-    /// the previous one of this cycle: no event, and no `EventHandled` is expected (R4).
-    Failed {
-        /// Why the attempt failed.
-        error: AttemptError<E>,
-        /// The error repeats the previous one of this cycle: do not report it.
-        repeated: bool,
-    },
-    /// `close` was requested: no attempt will ever end again. Waiters get "closed".
-    Closed,
-    /// `abort(reason)` was requested: no new attempt will be made. Waiters get `reason`.
-    Aborted(E),
-}
-
-impl<C, E> Outcome<C, E> {
-    /// The event to report after the waiters have the outcome, if any
-    /// (`Connected`, or `FailedToConnect` when not repeated).
-    pub fn into_event<A>(self) -> Option<Event<A, C, AttemptError<E>>> {
-        match self {
-            Outcome::Connected(c) => Some(Event::Connected(c)),
-            Outcome::Failed {
-                error,
-                repeated: false,
-            } => Some(Event::FailedToConnect(error)),
-            _ => None,
-        }
-    }
-
-    /// Whether this outcome is also an event the handler must finish with
-    /// [`Input::EventHandled`].
-    pub fn is_reported(&self) -> bool {
-        matches!(
-            self,
-            Outcome::Connected(_)
-                | Outcome::Failed {
-                    repeated: false,
-                    ..
-                }
-        )
+        matches!(self, Failure::TimedOut { .. })
     }
 }
 
 /// Everything that moves the machine. Feed them with [`Machine::handle_input`](crate::Machine::handle_input).
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Input<A, C, E> {
     /// The answer to [`Command::FetchAddress`].
     AddressObtained {
@@ -173,8 +148,9 @@ pub enum Input<A, C, E> {
     /// `close()` (R11): close the current connection, cancel any attempt, never retry.
     Close,
     /// `abort(reason)` (R12): no new attempts; keep the current connection until it closes,
-    /// then finish. Waiters get `reason`.
-    Abort(E),
+    /// then finish. The machine does not hold the reason: whoever feeds this gives it to the
+    /// waiters when [`Command::Stopped`] comes.
+    Abort,
     /// `close_when_current_connection_is_closed()` (R12): as `Abort`, but waiters get "closed".
     CloseWhenCurrentConnectionIsClosed,
 }
@@ -190,7 +166,7 @@ impl<A, C, E> Input<A, C, E> {
             Input::RetryDelay(_) => InputKind::RetryDelay,
             Input::ConnectionClosed { .. } => InputKind::ConnectionClosed,
             Input::Close => InputKind::Close,
-            Input::Abort(_) => InputKind::Abort,
+            Input::Abort => InputKind::Abort,
             Input::CloseWhenCurrentConnectionIsClosed => {
                 InputKind::CloseWhenCurrentConnectionIsClosed
             }
@@ -212,6 +188,7 @@ impl<A, C, E> Input<A, C, E> {
 /// The kind of an [`Input`], for errors and logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[allow(missing_docs)] // each names the Input variant of the same name
+#[non_exhaustive]
 pub enum InputKind {
     AddressObtained,
     Dialed,
@@ -233,20 +210,45 @@ impl fmt::Display for InputKind {
 /// What the machine asks of its driver. Poll them with
 /// [`Machine::poll_command`](crate::Machine::poll_command) until it returns `None`, and carry
 /// each out in order.
-#[derive(Debug, PartialEq, Eq)]
+///
+/// Every command that concerns an attempt or a connection names the attempt, so a driver
+/// never has to query the machine to know what to feed back. Exactly one kind of command,
+/// [`Command::Emit`], is answered with [`Input::EventHandled`]; no other command is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Command<A, C, E> {
-    /// Report this event (`AttemptingToConnect`, `ObtainedAddress` or `Disconnected`) to the
-    /// handler and subscribers; feed [`Input::EventHandled`] once the handler has finished.
-    /// The machine takes no next step until then (R6).
-    Emit(Event<A, C, AttemptError<E>>),
-    /// An attempt has ended, or stopping made waiting pointless: give the outcome to the
-    /// waiters. [`Outcome::Connected`] and an unrepeated [`Outcome::Failed`] are then
-    /// reported as their event (see [`Outcome::into_event`]); feed
-    /// [`Input::EventHandled`] when that handler has finished.
-    Outcome(Outcome<C, E>),
-    /// ([`RetryPolicy::Custom`] only) compute the retry delay of the attempt that starts
-    /// now and feed it as [`Input::RetryDelay`].
+    /// Report `event` to the handler and subscribers, then feed [`Input::EventHandled`] once
+    /// the handler has finished; the machine takes no next step until then (R6).
+    ///
+    /// `Connected` and `FailedToConnect` are also the outcome of their attempt: give the
+    /// connection or the failure to the waiters *before* reporting it (R3, R5).
+    Emit {
+        /// The event.
+        event: Event<A, C, Failure<E>>,
+        /// The attempt it concerns: the one that obtained the address, failed or made the
+        /// connection (for `Disconnected`, the attempt that made the connection that
+        /// closed). `None` for `AttemptingToConnect`, which precedes the cycle's attempts.
+        attempt: Option<AttemptId>,
+    },
+    /// The attempt failed with the same error as the previous failure of this cycle (R4):
+    /// give `error` to the waiters of `connected_or_failed_to_connect` (R3). Nothing is
+    /// reported and nothing is to be fed back.
+    FailedAgain {
+        /// The attempt that failed.
+        attempt: AttemptId,
+        /// Why.
+        error: Failure<E>,
+    },
+    /// The first stop input was taken (`close`, `abort` or
+    /// `close_when_current_connection_is_closed`): no attempt will ever end again, so the
+    /// waiters get "closed" (or the abort's reason) now (R9, R11, R12). Nothing is to be
+    /// fed back; [`Command::Finished`] follows once nothing is live.
+    Stopped(StopKind),
+    /// ([`RetryPolicy::Custom`] only) compute the retry delay of `attempt`, which starts
+    /// now, and feed it as [`Input::RetryDelay`].
     ComputeRetryDelay {
+        /// The attempt the delay is for.
+        attempt: AttemptId,
         /// The consecutive failures so far.
         consecutive_failures: u32,
     },
@@ -269,6 +271,9 @@ pub enum Command<A, C, E> {
         attempt: AttemptId,
         /// Where to connect.
         address: A,
+        /// Failed attempts since the last success (what the seed's attempt context tells
+        /// `connect`).
+        consecutive_failures: u32,
     },
     /// Stop the fetch or dial of `attempt` if you can (dropping its future is enough). If a
     /// result still comes, feed it anyway: a connection in it is never handed out. While
@@ -279,10 +284,15 @@ pub enum Command<A, C, E> {
         /// The attempt to stop.
         attempt: AttemptId,
     },
-    /// Close this connection: the current one on `close`, or one that came too late for
-    /// anybody to see. When it is the current one, feed [`Input::ConnectionClosed`] once it
-    /// has closed.
-    CloseConnection(C),
+    /// Close `connection`: the current one on `close`, or one that came too late for
+    /// anybody to see. When it is the current one, feed [`Input::ConnectionClosed`] (naming
+    /// `attempt`) once it has closed.
+    CloseConnection {
+        /// The attempt that made it.
+        attempt: AttemptId,
+        /// The connection to close.
+        connection: C,
+    },
     /// The machine has finished for good: the last connection is closed (or asked to be),
     /// no handler is running and nothing more will ever be reported. Every later input is
     /// rejected (and handed back).
@@ -291,6 +301,7 @@ pub enum Command<A, C, E> {
 
 /// What a persistent connection is doing, for callers that watch without consuming events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum State {
     /// A cycle is under way: attempts are being made until one succeeds.
     Connecting,
@@ -307,6 +318,7 @@ pub enum State {
 
 /// How the machine was told to stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum StopKind {
     /// `close()`.
     Close,
@@ -318,6 +330,7 @@ pub enum StopKind {
 
 /// What the machine was waiting for when an input came that it did not ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Expecting {
     /// The handler of the last reported event to finish.
     EventHandled,
@@ -351,6 +364,7 @@ impl fmt::Display for Expecting {
 
 /// Why an input was rejected. The machine's state is unchanged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InputError {
     /// The machine has finished; it takes no more input.
     #[error("the machine has finished and takes no more input (got {got})")]
@@ -405,30 +419,37 @@ pub struct Rejected<A, C, E> {
     pub input: Input<A, C, E>,
 }
 
-/// How a [`Machine`](crate::Machine) behaves: retry policy, jitter, seed, connect timeout.
+/// How a [`Machine`](crate::Machine) behaves: retry policy, jitter, connect timeout.
+///
+/// Read the fields; set them with the methods of the same names, which chain:
+/// `Config::new().jitter(Jitter::Off)`. The jitter's seed is not part of it: it is an
+/// argument of [`Machine::new`](crate::Machine::new), so that no two machines share a
+/// jitter sequence by accident.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Config {
-    pub(crate) retry: RetryPolicy,
-    pub(crate) jitter: Jitter,
-    pub(crate) seed: u64,
-    pub(crate) connect_timeout: Option<Duration>,
+    /// Where each attempt's retry delay comes from (R7). Default: a constant 10 s.
+    pub retry_policy: RetryPolicy,
+    /// The randomisation of each retry delay (R7). Default: +-30 %.
+    pub jitter: Jitter,
+    /// The bound on each attempt (address fetch and dial together, from the attempt's
+    /// start). Default `None`: attempts take as long as they take, as in the seed.
+    pub connect_timeout: Option<Duration>,
 }
 
 impl Config {
-    /// The seed's behaviour: constant 10 s retry delay, +-30 % jitter, no connect timeout,
-    /// seed 0.
+    /// The seed's behaviour: constant 10 s retry delay, +-30 % jitter, no connect timeout.
     pub const fn new() -> Self {
         Config {
-            retry: RetryPolicy::DEFAULT,
+            retry_policy: RetryPolicy::DEFAULT,
             jitter: Jitter::STANDARD,
-            seed: 0,
             connect_timeout: None,
         }
     }
 
     /// Sets the retry policy (R7).
     pub const fn retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.retry = policy;
+        self.retry_policy = policy;
         self
     }
 
@@ -438,40 +459,11 @@ impl Config {
         self
     }
 
-    /// Seeds the random generator of the jitter (R15: same seed, same inputs, same commands).
-    pub const fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
+    /// Bounds each attempt: `Duration` or `Some(duration)` to set, `None` for no bound
+    /// (the default). A zero duration counts as no bound.
+    pub fn connect_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.connect_timeout = timeout.into().filter(|t| !t.is_zero());
         self
-    }
-
-    /// Bounds each attempt (address fetch and dial together, from the attempt's start).
-    /// `None`, the default, waits as long as they take; so does a zero duration.
-    pub const fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.connect_timeout = match timeout {
-            Some(t) if t.is_zero() => None,
-            other => other,
-        };
-        self
-    }
-
-    /// The retry policy.
-    pub const fn get_retry_policy(&self) -> RetryPolicy {
-        self.retry
-    }
-
-    /// The jitter.
-    pub const fn get_jitter(&self) -> Jitter {
-        self.jitter
-    }
-
-    /// The seed.
-    pub const fn get_seed(&self) -> u64 {
-        self.seed
-    }
-
-    /// The connect timeout, if any.
-    pub const fn get_connect_timeout(&self) -> Option<Duration> {
-        self.connect_timeout
     }
 }
 
