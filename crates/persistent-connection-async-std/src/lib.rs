@@ -1,7 +1,7 @@
 //! Keeps a connection to a service alive, on async-std: looks up where the service is,
 //! dials it, hands the connection out, notices when it dies and dials again.
 //!
-//! Glue only: the runtime-agnostic driver of [`persistent_connection`] on async-std's
+//! Glue only: the runtime-agnostic driver of [`persistent_connection_driver`] on async-std's
 //! executor and `async-io` timers. The API is the same as `persistent-connection-tokio`'s
 //! and `persistent-connection-smol`'s.
 //!
@@ -31,7 +31,9 @@
 
 use std::time::Duration;
 
-persistent_connection::adapter_api!(AsyncStd, "async-std's executor");
+pub use persistent_connection_driver::*;
+
+persistent_connection_driver::adapter_builder!(AsyncStd, "async-std's executor");
 
 /// The async-std [`Runtime`]: spawns async-std tasks, sleeps on `async-io` timers.
 #[derive(Clone, Copy, Debug, Default)]
@@ -44,6 +46,6 @@ impl Runtime for AsyncStd {
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<()> {
-        persistent_connection::driver::async_io_sleep(duration)
+        persistent_connection_driver::async_io_sleep(duration)
     }
 }

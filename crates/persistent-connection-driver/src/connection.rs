@@ -1,8 +1,5 @@
 //! What the driver needs of a connection, and helpers for types that lack it.
 
-#[allow(unused_imports)]
-use std::prelude::rust_2024::*;
-
 use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;

@@ -1,14 +1,20 @@
-//! The errors the driver hands to its users.
+//! The errors a persistent connection hands to its users: one type per question a caller
+//! asks. "Why did this attempt fail?" is [`AttemptError`]; "why will no connection ever
+//! come?" is [`Stopped`]; [`ConnectError`] is either, for
+//! `connected_or_failed_to_connect`, which can end both ways.
+//!
+//! The caller's error `E` is shared by `Arc`: one failure goes to many waiters and to the
+//! event stream, and `std::io::Error` is not `Clone`. Each type prints `E` with its
+//! `Display`, and is a [`std::error::Error`] whose `source()` is `E` whenever `E` is one.
 
-#[allow(unused_imports)]
-use std::prelude::rust_2024::*;
-
+use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Which callback of yours a report is about.
+/// Which callback of yours a panic report is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Callback {
     /// `get_address`.
     GetAddress,
@@ -18,8 +24,8 @@ pub enum Callback {
     OnEvent,
     /// The retry-delay closure.
     RetryDelay,
-    /// [`Connection::close`](crate::driver::Connection::close) or
-    /// [`Connection::closed`](crate::driver::Connection::closed).
+    /// [`Connection::close`](crate::Connection::close) or
+    /// [`Connection::closed`](crate::Connection::closed).
     ConnectionClose,
 }
 
@@ -35,69 +41,191 @@ impl fmt::Display for Callback {
     }
 }
 
-/// Why an attempt failed, or why no connection will come. Cheap to clone: the caller's
-/// error is shared by `Arc` (one error goes to many waiters and to the event stream).
-#[derive(Debug, thiserror::Error)]
-pub enum Error<E> {
-    /// `get_address` returned an error.
-    #[error("could not get the address: {0}")]
+/// Why one attempt failed: what `FailedToConnect` carries, and what
+/// `connected_or_failed_to_connect` gives when the next attempt fails. Another attempt
+/// follows (after the retry delay) unless the persistent connection is stopped.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AttemptError<E> {
+    /// `get_address` returned this error.
     Address(Arc<E>),
-    /// `connect` returned an error.
-    #[error("could not connect: {0}")]
+    /// `connect` returned this error.
     Connect(Arc<E>),
-    /// The attempt did not finish within the connect timeout.
-    #[error("the attempt did not finish within the connect timeout of {0:?}")]
+    /// The attempt (fetch and dial together) did not finish within the connect timeout.
     TimedOut(Duration),
-    /// A callback panicked; the attempt counts as failed.
-    #[error("{during} panicked: {message}")]
+    /// `get_address` or `connect` panicked; the panic was also given to the panic hook.
     Panicked {
         /// Which callback.
         during: Callback,
         /// The panic's message.
         message: Arc<str>,
     },
-    /// The persistent connection was closed: no connection will come.
-    #[error("the persistent connection is closed")]
-    Closed,
-    /// The persistent connection was aborted with this reason: no new connection will come.
-    #[error("the persistent connection was aborted: {0}")]
-    Aborted(Arc<E>),
 }
 
-impl<E> Error<E> {
-    /// The caller's error inside, if any.
-    pub fn source_error(&self) -> Option<&E> {
+impl<E> AttemptError<E> {
+    /// Your error inside, if `get_address` or `connect` returned one.
+    pub fn user_error(&self) -> Option<&E> {
         match self {
-            Error::Address(e) | Error::Connect(e) | Error::Aborted(e) => Some(e),
-            _ => None,
+            AttemptError::Address(e) | AttemptError::Connect(e) => Some(e),
+            AttemptError::TimedOut(_) | AttemptError::Panicked { .. } => None,
         }
     }
 
-    /// Whether no connection will ever come (closed or aborted), as opposed to one failed
-    /// attempt.
-    pub fn is_final(&self) -> bool {
-        matches!(self, Error::Closed | Error::Aborted(_))
+    /// Whether the connect timeout ended the attempt.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, AttemptError::TimedOut(_))
+    }
+
+    /// Whether a callback panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, AttemptError::Panicked { .. })
     }
 }
 
-impl<E> Clone for Error<E> {
+impl<E> Clone for AttemptError<E> {
     fn clone(&self) -> Self {
         match self {
-            Error::Address(e) => Error::Address(e.clone()),
-            Error::Connect(e) => Error::Connect(e.clone()),
-            Error::TimedOut(d) => Error::TimedOut(*d),
-            Error::Panicked { during, message } => Error::Panicked {
+            AttemptError::Address(e) => AttemptError::Address(e.clone()),
+            AttemptError::Connect(e) => AttemptError::Connect(e.clone()),
+            AttemptError::TimedOut(d) => AttemptError::TimedOut(*d),
+            AttemptError::Panicked { during, message } => AttemptError::Panicked {
                 during: *during,
                 message: message.clone(),
             },
-            Error::Closed => Error::Closed,
-            Error::Aborted(e) => Error::Aborted(e.clone()),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for AttemptError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttemptError::Address(e) => write!(f, "could not get the address: {e}"),
+            AttemptError::Connect(e) => write!(f, "could not connect: {e}"),
+            AttemptError::TimedOut(after) => write!(
+                f,
+                "the attempt did not finish within the connect timeout of {after:?}"
+            ),
+            AttemptError::Panicked { during, message } => {
+                write!(f, "{during} panicked: {message}")
+            }
+        }
+    }
+}
+
+impl<E: StdError + 'static> StdError for AttemptError<E> {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.user_error().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// Why no connection will ever come: the persistent connection was closed, or aborted.
+/// What `connected_or_closed` gives once it is so.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Stopped<E> {
+    /// `close` was called, the last handle was dropped, or
+    /// `close_when_current_connection_is_closed` took effect.
+    Closed,
+    /// `connect` called [`AttemptContext::abort`](crate::AttemptContext::abort) with this
+    /// reason.
+    Aborted(Arc<E>),
+}
+
+impl<E> Stopped<E> {
+    /// The abort's reason, if it was aborted.
+    pub fn reason(&self) -> Option<&E> {
+        match self {
+            Stopped::Aborted(e) => Some(e),
+            Stopped::Closed => None,
+        }
+    }
+}
+
+impl<E> Clone for Stopped<E> {
+    fn clone(&self) -> Self {
+        match self {
+            Stopped::Closed => Stopped::Closed,
+            Stopped::Aborted(e) => Stopped::Aborted(e.clone()),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Stopped<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stopped::Closed => f.write_str("the persistent connection is closed"),
+            Stopped::Aborted(e) => write!(f, "the persistent connection was aborted: {e}"),
+        }
+    }
+}
+
+impl<E: StdError + 'static> StdError for Stopped<E> {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.reason().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// What `connected_or_failed_to_connect` gives when no connection comes: the next
+/// attempt failed (another may follow), or the persistent connection stopped (none will).
+#[derive(Debug)]
+pub enum ConnectError<E> {
+    /// The next attempt failed.
+    Attempt(AttemptError<E>),
+    /// The persistent connection is closed or aborted.
+    Stopped(Stopped<E>),
+}
+
+impl<E> ConnectError<E> {
+    /// Whether no connection will ever come, as opposed to one failed attempt.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, ConnectError::Stopped(_))
+    }
+}
+
+impl<E> Clone for ConnectError<E> {
+    fn clone(&self) -> Self {
+        match self {
+            ConnectError::Attempt(e) => ConnectError::Attempt(e.clone()),
+            ConnectError::Stopped(s) => ConnectError::Stopped(s.clone()),
+        }
+    }
+}
+
+impl<E> From<AttemptError<E>> for ConnectError<E> {
+    fn from(error: AttemptError<E>) -> Self {
+        ConnectError::Attempt(error)
+    }
+}
+
+impl<E> From<Stopped<E>> for ConnectError<E> {
+    fn from(stopped: Stopped<E>) -> Self {
+        ConnectError::Stopped(stopped)
+    }
+}
+
+/// Prints the error inside as it is: the variant adds nothing a reader needs.
+impl<E: fmt::Display> fmt::Display for ConnectError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Attempt(e) => e.fmt(f),
+            ConnectError::Stopped(s) => s.fmt(f),
+        }
+    }
+}
+
+/// Transparent: `source()` is that of the error inside (your error, when there is one).
+impl<E: StdError + 'static> StdError for ConnectError<E> {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            ConnectError::Attempt(e) => e.source(),
+            ConnectError::Stopped(s) => s.source(),
         }
     }
 }
 
 /// A panic in one of your callbacks, as given to the panic hook.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct PanicReport {
     /// The persistent connection's server name.
     pub server_name: Arc<str>,

@@ -1,8 +1,5 @@
 //! The runtime trait the driver is written against, and a virtual clock for tests.
 
-#[allow(unused_imports)]
-use std::prelude::rust_2024::*;
-
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;

@@ -1,15 +1,12 @@
 //! Subscriptions: events (R14) and state changes, as `futures_core::Stream`s.
 
-#[allow(unused_imports)]
-use std::prelude::rust_2024::*;
-
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use async_broadcast::{Receiver, RecvError};
 use futures_core::Stream;
 
-use crate::State;
+use persistent_connection::State;
 
 /// A subscriber fell behind and missed this many events (R14). The stream goes on with the
 /// oldest event it still has.
@@ -22,7 +19,13 @@ pub struct Lagged(pub u64);
 /// when the persistent connection has finished.
 #[derive(Debug)]
 pub struct Events<T> {
-    pub(crate) rx: Receiver<T>,
+    rx: Receiver<T>,
+}
+
+impl<T> Events<T> {
+    pub(crate) fn new(rx: Receiver<T>) -> Self {
+        Events { rx }
+    }
 }
 
 impl<T: Clone> Stream for Events<T> {
@@ -40,9 +43,19 @@ impl<T: Clone> Stream for Events<T> {
 /// subscriber skips to the newer states. It ends after [`State::Closed`].
 #[derive(Debug)]
 pub struct StateChanges {
-    pub(crate) first: Option<State>,
-    pub(crate) last: Option<State>,
-    pub(crate) rx: Receiver<State>,
+    first: Option<State>,
+    last: Option<State>,
+    rx: Receiver<State>,
+}
+
+impl StateChanges {
+    pub(crate) fn new(first: State, rx: Receiver<State>) -> Self {
+        StateChanges {
+            first: Some(first),
+            last: None,
+            rx,
+        }
+    }
 }
 
 impl Stream for StateChanges {

@@ -1,7 +1,7 @@
 //! Keeps a connection to a service alive, on smol: looks up where the service is, dials
 //! it, hands the connection out, notices when it dies and dials again.
 //!
-//! Glue only: the runtime-agnostic driver of [`persistent_connection`] on smol's global
+//! Glue only: the runtime-agnostic driver of [`persistent_connection_driver`] on smol's global
 //! executor and `async-io` timers. The API is the same as `persistent-connection-tokio`'s
 //! and `persistent-connection-async-std`'s.
 //!
@@ -27,7 +27,9 @@
 
 use std::time::Duration;
 
-persistent_connection::adapter_api!(Smol, "smol's global executor");
+pub use persistent_connection_driver::*;
+
+persistent_connection_driver::adapter_builder!(Smol, "smol's global executor");
 
 /// The smol [`Runtime`]: spawns on smol's global executor, sleeps on `async-io` timers.
 #[derive(Clone, Copy, Debug, Default)]
@@ -39,6 +41,6 @@ impl Runtime for Smol {
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<()> {
-        persistent_connection::driver::async_io_sleep(duration)
+        persistent_connection_driver::async_io_sleep(duration)
     }
 }

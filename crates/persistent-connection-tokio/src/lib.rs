@@ -1,7 +1,7 @@
 //! Keeps a connection to a service alive, on Tokio: looks up where the service is, dials
 //! it, hands the connection out, notices when it dies and dials again.
 //!
-//! This crate is glue: it runs the runtime-agnostic driver of [`persistent_connection`] on
+//! This crate is glue: it runs the runtime-agnostic driver of [`persistent_connection_driver`] on
 //! Tokio and re-exports its API. The same API exists for async-std and smol; switching
 //! runtime is a change of crate name.
 //!
@@ -40,7 +40,9 @@ pub struct ReadmeDoctests;
 
 use std::time::Duration;
 
-persistent_connection::adapter_api!(
+pub use persistent_connection_driver::*;
+
+persistent_connection_driver::adapter_builder!(
     Tokio::current(),
     "the current Tokio runtime (panics outside one)"
 );

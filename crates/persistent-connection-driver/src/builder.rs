@@ -1,0 +1,231 @@
+//! The builder: what to call, how to retry, then `spawn`.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_broadcast::{InactiveReceiver, Sender};
+use persistent_connection::{Config, Exponential, Jitter, Machine, RetryPolicy};
+
+use crate::DriverEvent;
+use crate::connection::Connection;
+use crate::context::AttemptContext;
+use crate::error::PanicReport;
+use crate::handle::PersistentConnection;
+use crate::hooks::Hooks;
+use crate::runtime::Runtime;
+use crate::shared::{EVENT_BUFFER, Shared};
+use crate::streams::Events;
+use crate::task::Task;
+
+/// A retry policy the driver computes without calling your code (R7). For any other
+/// function of the failure count, use [`Builder::retry_delay`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Backoff {
+    /// The same delay before every attempt: the seed's policy (default: 10 s).
+    Constant(Duration),
+    /// `initial * multiplier^failures`, capped at `max` ([`Exponential::GRPC`]: gRPC's).
+    Exponential(Exponential),
+}
+
+impl From<Backoff> for RetryPolicy {
+    fn from(backoff: Backoff) -> Self {
+        match backoff {
+            Backoff::Constant(delay) => RetryPolicy::Constant(delay),
+            Backoff::Exponential(e) => RetryPolicy::Exponential(e),
+        }
+    }
+}
+
+/// Sets up a persistent connection: what to call, how to retry, then
+/// [`spawn`](Self::spawn). The adapter crates' `builder` functions make one for their
+/// runtime.
+pub struct Builder<A, C, E> {
+    runtime: Arc<dyn Runtime>,
+    server_name: Arc<str>,
+    config: Config,
+    seed: Option<u64>,
+    hooks: Hooks<A, C, E>,
+    /// Made here, so that subscribers can exist before the task starts.
+    events: Sender<DriverEvent<A, C, E>>,
+    events_keep: InactiveReceiver<DriverEvent<A, C, E>>,
+}
+
+impl<A, C, E> Builder<A, C, E>
+where
+    A: Clone + PartialEq + fmt::Debug + Send + Sync + 'static,
+    C: Connection,
+    E: fmt::Debug + fmt::Display + Send + Sync + 'static,
+{
+    /// A persistent connection to `server_name` that runs on `runtime`, looks the address
+    /// up with `get_address` before every attempt, and dials it with `connect`.
+    ///
+    /// Defaults (the seed's): retry delay 10 s, +-30 % jitter, no connect timeout, no
+    /// `on_event`, a random seed, callback panics printed to stderr.
+    pub fn new<G, GF, K, KF>(
+        runtime: impl Runtime,
+        server_name: impl Into<String>,
+        get_address: G,
+        connect: K,
+    ) -> Self
+    where
+        G: Fn() -> GF + Send + Sync + 'static,
+        GF: Future<Output = Result<A, E>> + Send + 'static,
+        K: Fn(A, AttemptContext<E>) -> KF + Send + Sync + 'static,
+        KF: Future<Output = Result<C, E>> + Send + 'static,
+    {
+        let (mut events, events_rx) = async_broadcast::broadcast(EVENT_BUFFER);
+        events.set_overflow(true);
+        events.set_await_active(false);
+        Builder {
+            runtime: Arc::new(runtime),
+            server_name: server_name.into().into(),
+            config: Config::new(),
+            seed: None,
+            events,
+            events_keep: events_rx.deactivate(),
+            hooks: Hooks {
+                get_address: Box::new(move || Box::pin(get_address())),
+                connect: Box::new(move |address, ctx| Box::pin(connect(address, ctx))),
+                on_event: None,
+                retry_delay: None,
+                panic_hook: None,
+            },
+        }
+    }
+
+    /// Runs on `runtime` instead (for example a [`VirtualClock`](crate::VirtualClock)'s).
+    pub fn runtime(mut self, runtime: impl Runtime) -> Self {
+        self.runtime = Arc::new(runtime);
+        self
+    }
+
+    /// Hands every event to `handler` and waits for the future it returns before the next
+    /// step (R6). A panic in it is reported to the panic hook and counts as finished.
+    pub fn on_event<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(DriverEvent<A, C, E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.on_event = Some(Box::new(move |event| Box::pin(handler(event))));
+        self
+    }
+
+    /// Sets the retry policy (R7): [`Backoff::Constant`] (the default, 10 s) or
+    /// [`Backoff::Exponential`]. Replaces an earlier [`retry_delay`](Self::retry_delay).
+    pub fn retry_policy(mut self, policy: Backoff) -> Self {
+        self.hooks.retry_delay = None;
+        self.config = self.config.retry_policy(policy.into());
+        self
+    }
+
+    /// Computes each attempt's retry delay (before jitter) from the number of consecutive
+    /// failures so far. The seed's `retry_delay: unit -> span` is `|_| span`. Replaces an
+    /// earlier [`retry_policy`](Self::retry_policy). A panic in it is reported and the
+    /// attempt waits 10 s.
+    pub fn retry_delay(mut self, delay: impl Fn(u32) -> Duration + Send + Sync + 'static) -> Self {
+        self.hooks.retry_delay = Some(Box::new(delay));
+        self.config = self.config.retry_policy(RetryPolicy::Custom);
+        self
+    }
+
+    /// Sets the jitter (default +-30 %); [`Jitter::Off`] turns it off.
+    pub fn jitter(mut self, jitter: Jitter) -> Self {
+        self.config = self.config.jitter(jitter);
+        self
+    }
+
+    /// Seeds the jitter's random generator, for reproducible delays (R15). By default each
+    /// persistent connection draws its own seed, so that a fleet of them does not retry in
+    /// lockstep.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Fails an attempt (address fetch and dial together) that takes longer than
+    /// `timeout`, with [`AttemptError::TimedOut`](crate::AttemptError::TimedOut):
+    /// `Duration` or `Some(duration)` to set, `None` (the default, as in the seed) for no
+    /// bound. A zero duration counts as no bound.
+    pub fn connect_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config = self.config.connect_timeout(timeout);
+        self
+    }
+
+    /// Called when one of your callbacks panics (default: print to stderr).
+    pub fn on_callback_panic(
+        mut self,
+        hook: impl Fn(&PanicReport) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.panic_hook = Some(Box::new(hook));
+        self
+    }
+
+    /// The events of the persistent connection this builder will start, from its very first
+    /// one (R14). [`PersistentConnection::events`] subscribes only from the moment it is
+    /// called, by which time the task may have reported the first events.
+    pub fn events(&self) -> Events<DriverEvent<A, C, E>> {
+        Events::new(self.events_keep.activate_cloned())
+    }
+
+    /// Starts the persistent connection: a background task begins the first cycle at once
+    /// (R1). Returns the handle; dropping every clone of it closes everything (R13).
+    #[must_use = "dropping the handle closes the persistent connection at once"]
+    pub fn spawn(self) -> PersistentConnection<A, C, E> {
+        let seed = self.seed.unwrap_or_else(random_seed);
+        let machine = Machine::new(self.config, seed);
+        let shared = Shared::new(self.server_name, machine, self.events, self.events_keep);
+        let task = Task::new(shared.clone(), self.runtime.clone(), self.hooks);
+        self.runtime.spawn(Box::pin(task));
+        PersistentConnection::new(shared)
+    }
+}
+
+impl<A, C, E> fmt::Debug for Builder<A, C, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("server_name", &self.server_name)
+            .field("config", &self.config)
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A seed no other persistent connection of this process (or, very likely, of any other)
+/// shares: the standard library's per-process random keys, mixed with a counter.
+pub(crate) fn random_seed() -> u64 {
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    std::collections::hash_map::RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_seeds_differ() {
+        let seeds: std::collections::BTreeSet<u64> = (0..64).map(|_| random_seed()).collect();
+        assert_eq!(
+            seeds.len(),
+            64,
+            "every persistent connection draws its own seed"
+        );
+    }
+
+    #[test]
+    fn backoff_becomes_the_same_retry_policy() {
+        let d = Duration::from_millis(250);
+        assert_eq!(
+            RetryPolicy::from(Backoff::Constant(d)),
+            RetryPolicy::Constant(d)
+        );
+        assert_eq!(
+            RetryPolicy::from(Backoff::Exponential(Exponential::GRPC)),
+            RetryPolicy::Exponential(Exponential::GRPC)
+        );
+    }
+}

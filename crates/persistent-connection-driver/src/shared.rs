@@ -1,0 +1,394 @@
+//! The state the task and the handles share, and every change to it.
+//!
+//! One mutex guards the Machine, the commands it has yet to have carried out, the waiters
+//! of `connected*`, the stop reason and the finish flag. Only this module locks it, so
+//! every rule about them lives here: who is told what when an attempt ends, what a stop
+//! means to the waiters, what finishing releases. The builder, the handle and the task
+//! call these methods and never each other.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::Waker;
+
+use async_broadcast::{InactiveReceiver, Sender};
+use futures_channel::oneshot;
+use persistent_connection::{Command, Input, Machine, State, StopKind};
+
+use crate::DriverEvent;
+use crate::connection::Connection;
+use crate::context::AbortFn;
+use crate::error::{AttemptError, ConnectError, Stopped};
+use crate::streams::{Events, StateChanges};
+
+/// How many events a subscriber may fall behind before it is told it lagged. A cycle
+/// reports a handful of events, so this is several cycles of slack; it is allocated per
+/// persistent connection, so it stays small.
+pub(crate) const EVENT_BUFFER: usize = 32;
+/// How many state changes a subscriber may fall behind before it skips to newer ones.
+const STATE_BUFFER: usize = 16;
+
+/// The Machine as the driver runs it: the caller's error is wrapped once, in
+/// [`AttemptError`], before the Machine sees it.
+pub(crate) type DriverMachine<A, C, E> = Machine<A, C, AttemptError<E>>;
+pub(crate) type DriverCommand<A, C, E> = Command<A, C, AttemptError<E>>;
+pub(crate) type DriverInput<A, C, E> = Input<A, C, AttemptError<E>>;
+
+/// A request to stop, from a handle or an attempt's context.
+pub(crate) enum StopRequest<E> {
+    Close,
+    Abort(E),
+    WhenCurrentConnectionCloses,
+}
+
+/// What the task and the handles share.
+pub(crate) struct Shared<A, C, E> {
+    server_name: Arc<str>,
+    inner: Mutex<Inner<A, C, E>>,
+    /// Notified on every change of state and when the task has finished.
+    changed: event_listener::Event,
+    events: Sender<DriverEvent<A, C, E>>,
+    events_keep: InactiveReceiver<DriverEvent<A, C, E>>,
+    states: Sender<State>,
+    states_keep: InactiveReceiver<State>,
+}
+
+struct Inner<A, C, E> {
+    machine: DriverMachine<A, C, E>,
+    /// The machine's commands, drained after every input so its own queue never fills.
+    commands: VecDeque<DriverCommand<A, C, E>>,
+    task_waker: Option<Waker>,
+    waiters: Vec<Waiter<C, E>>,
+    /// Why no connection will come any more, from the first stop request on.
+    stopped: Option<Stopped<E>>,
+    /// The task has finished: everything is closed and nothing will be reported.
+    finished: bool,
+    state: State,
+}
+
+/// A caller of `connected*` waiting for the next outcome.
+enum Waiter<C, E> {
+    /// `connected` / `connected_or_closed`: a connection, or the stop.
+    Connected(oneshot::Sender<Result<C, Stopped<E>>>),
+    /// `connected_or_failed_to_connect`: the next outcome, whatever it is.
+    AnyOutcome(oneshot::Sender<Result<C, ConnectError<E>>>),
+}
+
+impl<C, E> Waiter<C, E> {
+    fn is_canceled(&self) -> bool {
+        match self {
+            Waiter::Connected(tx) => tx.is_canceled(),
+            Waiter::AnyOutcome(tx) => tx.is_canceled(),
+        }
+    }
+}
+
+/// What a `connected*` call gets: its answer now, or a receiver for it.
+pub(crate) enum Wait<T> {
+    Now(T),
+    Later(oneshot::Receiver<T>),
+}
+
+impl<T> Wait<T> {
+    /// The answer; `gone` if the persistent connection went away without giving one.
+    pub(crate) async fn get(self, gone: impl FnOnce() -> T) -> T {
+        match self {
+            Wait::Now(answer) => answer,
+            Wait::Later(rx) => rx.await.unwrap_or_else(|_| gone()),
+        }
+    }
+}
+
+impl<A, C, E> Shared<A, C, E>
+where
+    A: Clone + PartialEq,
+    C: Connection,
+    E: fmt::Debug,
+{
+    pub(crate) fn new(
+        server_name: Arc<str>,
+        mut machine: DriverMachine<A, C, E>,
+        events: Sender<DriverEvent<A, C, E>>,
+        events_keep: InactiveReceiver<DriverEvent<A, C, E>>,
+    ) -> Arc<Self> {
+        let (mut states, states_rx) = async_broadcast::broadcast(STATE_BUFFER);
+        states.set_overflow(true);
+        states.set_await_active(false);
+        let mut commands = VecDeque::new();
+        while let Some(command) = machine.poll_command() {
+            commands.push_back(command);
+        }
+        Arc::new(Shared {
+            server_name,
+            inner: Mutex::new(Inner {
+                state: machine.state(),
+                machine,
+                commands,
+                task_waker: None,
+                waiters: Vec::new(),
+                stopped: None,
+                finished: false,
+            }),
+            changed: event_listener::Event::new(),
+            events,
+            events_keep,
+            states,
+            states_keep: states_rx.deactivate(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<A, C, E>> {
+        // No code of this module panics while the lock is held (user code under it is only
+        // `Connection::is_closed` and `C::clone`); if some did, the state is still whole.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn server_name(&self) -> &Arc<str> {
+        &self.server_name
+    }
+
+    // ----- the task's side -----
+
+    /// The next command to carry out, if any. `waker` is registered under the same lock
+    /// that handles feed input with, so an input that comes after this call wakes the task.
+    pub(crate) fn next_command(&self, waker: &Waker) -> Option<DriverCommand<A, C, E>> {
+        let mut inner = self.lock();
+        if !inner
+            .task_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(waker))
+        {
+            inner.task_waker = Some(waker.clone());
+        }
+        inner.commands.pop_front()
+    }
+
+    /// Feeds `input`, queues the machine's commands and publishes a change of state.
+    /// Returns the input if the machine refused it (a connection in it is the caller's to
+    /// close).
+    pub(crate) fn feed(&self, input: DriverInput<A, C, E>) -> Option<DriverInput<A, C, E>> {
+        let mut inner = self.lock();
+        self.feed_locked(&mut inner, input)
+    }
+
+    fn feed_locked(
+        &self,
+        inner: &mut Inner<A, C, E>,
+        input: DriverInput<A, C, E>,
+    ) -> Option<DriverInput<A, C, E>> {
+        let rejected = inner.machine.handle_input(input).err().map(|r| r.input);
+        while let Some(command) = inner.machine.poll_command() {
+            inner.commands.push_back(command);
+        }
+        let state = inner.machine.state();
+        if state != inner.state {
+            inner.state = state;
+            let _ = self.states.try_broadcast(state);
+            self.changed.notify(usize::MAX);
+        }
+        rejected
+    }
+
+    /// Publishes an event to the subscribers (R14); never waits for them.
+    pub(crate) fn publish(&self, event: DriverEvent<A, C, E>) {
+        let _ = self.events.try_broadcast(event);
+    }
+
+    /// An attempt made `conn`: every waiter gets it (R3, R8, R9).
+    pub(crate) fn deliver_connected(&self, conn: &C) {
+        let waiters = std::mem::take(&mut self.lock().waiters);
+        for waiter in waiters {
+            match waiter {
+                Waiter::Connected(tx) => drop(tx.send(Ok(conn.clone()))),
+                Waiter::AnyOutcome(tx) => drop(tx.send(Ok(conn.clone()))),
+            }
+        }
+    }
+
+    /// An attempt failed: the waiters of `connected_or_failed_to_connect` get the error
+    /// (R3, R9); those of `connected` wait on.
+    pub(crate) fn deliver_failure(&self, error: &AttemptError<E>) {
+        let mut inner = self.lock();
+        let waiters = std::mem::take(&mut inner.waiters);
+        for waiter in waiters {
+            match waiter {
+                Waiter::AnyOutcome(tx) => drop(tx.send(Err(error.clone().into()))),
+                keep @ Waiter::Connected(_) => inner.waiters.push(keep),
+            }
+        }
+    }
+
+    /// The machine stopped (its `Stopped` command): every waiter gets the reason.
+    pub(crate) fn deliver_stopped(&self) {
+        let mut inner = self.lock();
+        let reason = inner.stopped.get_or_insert(Stopped::Closed).clone();
+        Self::release(&mut inner.waiters, &reason);
+    }
+
+    fn release(waiters: &mut Vec<Waiter<C, E>>, reason: &Stopped<E>) {
+        for waiter in waiters.drain(..) {
+            match waiter {
+                Waiter::Connected(tx) => drop(tx.send(Err(reason.clone()))),
+                Waiter::AnyOutcome(tx) => drop(tx.send(Err(reason.clone().into()))),
+            }
+        }
+    }
+
+    /// The task has finished, or was dropped before it could: waiters are released with
+    /// the stop reason (`Closed` if none was given), the streams end, `close_finished`
+    /// resolves. Returns the connection that was current, for a dropped task to close.
+    pub(crate) fn finish(&self) -> Option<C> {
+        let current = {
+            let mut inner = self.lock();
+            if inner.finished {
+                return None;
+            }
+            inner.finished = true;
+            inner.task_waker = None;
+            let reason = inner.stopped.get_or_insert(Stopped::Closed).clone();
+            Self::release(&mut inner.waiters, &reason);
+            inner.machine.current_connection().cloned()
+        };
+        self.events.close();
+        self.states.close();
+        self.changed.notify(usize::MAX);
+        current
+    }
+
+    // ----- the handles' side -----
+
+    /// A stop from outside the task (a handle, an attempt's context, the last handle's
+    /// drop): the reason is set once, by the first request, and callers from now on get it
+    /// at once (R9), before the task has run.
+    pub(crate) fn request_stop(&self, request: StopRequest<E>) {
+        let mut inner = self.lock();
+        if inner.machine.is_finished() {
+            return;
+        }
+        let input = match request {
+            StopRequest::Close => Input::Close,
+            StopRequest::WhenCurrentConnectionCloses => Input::CloseWhenCurrentConnectionIsClosed,
+            StopRequest::Abort(reason) => {
+                if inner.stopped.is_none() {
+                    inner.stopped = Some(Stopped::Aborted(Arc::new(reason)));
+                }
+                Input::Abort
+            }
+        };
+        if inner.stopped.is_none() {
+            inner.stopped = Some(Stopped::Closed);
+        }
+        // Stop inputs carry no connection, so nothing can be lost if one is refused.
+        let _ = self.feed_locked(&mut inner, input);
+        if let Some(waker) = inner.task_waker.take() {
+            drop(inner);
+            waker.wake();
+        }
+    }
+
+    /// The current connection if it can be handed out now, else the stop reason if there
+    /// is one, else `None`: the caller must wait.
+    fn ready(inner: &Inner<A, C, E>) -> Option<Result<C, Stopped<E>>> {
+        // After `close`, the current connection is being closed: never hand it out (R8).
+        // After an abort it is kept until it closes, and still handed out (R12).
+        let closing = inner.machine.stop_kind() == Some(StopKind::Close);
+        if let Some(conn) = inner.machine.current_connection() {
+            if !closing && !conn.is_closed() {
+                return Some(Ok(conn.clone()));
+            }
+        }
+        inner.stopped.clone().map(Err)
+    }
+
+    fn push_waiter(inner: &mut Inner<A, C, E>, waiter: Waiter<C, E>) {
+        // Forget waiters whose futures were dropped, so cancelled calls cost nothing; at
+        // each doubling, so the scan is amortised O(1) per call.
+        if inner.waiters.len() >= 32 && inner.waiters.len().is_power_of_two() {
+            inner.waiters.retain(|w| !w.is_canceled());
+        }
+        inner.waiters.push(waiter);
+    }
+
+    /// `connected_or_closed`: registers now, so nothing between this call and the first
+    /// poll is missed.
+    pub(crate) fn wait_connected(&self) -> Wait<Result<C, Stopped<E>>> {
+        let mut inner = self.lock();
+        if let Some(answer) = Self::ready(&inner) {
+            return Wait::Now(answer);
+        }
+        let (tx, rx) = oneshot::channel();
+        Self::push_waiter(&mut inner, Waiter::Connected(tx));
+        Wait::Later(rx)
+    }
+
+    /// `connected_or_failed_to_connect`: as [`wait_connected`](Self::wait_connected), but a
+    /// failed attempt answers too.
+    pub(crate) fn wait_outcome(&self) -> Wait<Result<C, ConnectError<E>>> {
+        let mut inner = self.lock();
+        if let Some(answer) = Self::ready(&inner) {
+            return Wait::Now(answer.map_err(ConnectError::Stopped));
+        }
+        let (tx, rx) = oneshot::channel();
+        Self::push_waiter(&mut inner, Waiter::AnyOutcome(tx));
+        Wait::Later(rx)
+    }
+
+    /// Resolves once the task has finished.
+    pub(crate) fn finished(
+        self: &Arc<Self>,
+    ) -> impl Future<Output = ()> + Send + 'static + use<A, C, E>
+    where
+        A: Send + Sync + 'static,
+        E: Send + Sync + 'static,
+    {
+        let shared = self.clone();
+        async move {
+            loop {
+                let listener = shared.changed.listen();
+                if shared.lock().finished {
+                    return;
+                }
+                listener.await;
+            }
+        }
+    }
+
+    pub(crate) fn current_connection(&self) -> Option<C> {
+        self.lock().machine.current_connection().cloned()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().machine.is_closed()
+    }
+
+    pub(crate) fn state(&self) -> State {
+        self.lock().state
+    }
+
+    pub(crate) fn events(&self) -> Events<DriverEvent<A, C, E>> {
+        Events::new(self.events_keep.activate_cloned())
+    }
+
+    /// The current state, then every change.
+    pub(crate) fn state_changes(&self) -> StateChanges {
+        // Changes are broadcast under this lock, so the first state and the queue agree.
+        let inner = self.lock();
+        StateChanges::new(inner.state, self.states_keep.activate_cloned())
+    }
+
+    /// The `abort` of every attempt's context. It holds the state weakly: a context kept
+    /// by user code does not keep the persistent connection alive.
+    pub(crate) fn abort_fn(self: &Arc<Self>) -> AbortFn<E>
+    where
+        A: Send + Sync + 'static,
+        E: Send + Sync + 'static,
+    {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        Arc::new(move |reason| {
+            if let Some(shared) = weak.upgrade() {
+                shared.request_stop(StopRequest::Abort(reason));
+            }
+        })
+    }
+}
