@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use persistent_connection_tokio::{
-    Builder, Callback, CloseSignal, Connection, Error, Event, Jitter, PersistentConnection,
-    RetryPolicy, State, Tokio, VirtualClock, builder,
+    AttemptError, Backoff, Builder, Callback, CloseSignal, ConnectError, Connection, Event, Jitter,
+    PersistentConnection, State, Stopped, Tokio, VirtualClock, builder,
 };
 use tokio::sync::oneshot;
 
 type Pc = PersistentConnection<&'static str, CloseSignal, String>;
-type Waiting = Pin<Box<dyn Future<Output = Result<CloseSignal, Error<String>>> + Send>>;
+type Waiting = Pin<Box<dyn Future<Output = Result<CloseSignal, ConnectError<String>>> + Send>>;
 
 /// Every connection `connect` made, to check they were all closed.
 #[derive(Clone, Default)]
@@ -57,7 +57,7 @@ fn basic(made: &Made, alive: oneshot::Sender<()>) -> Builder<&'static str, Close
             }
         },
     )
-    .retry_policy(RetryPolicy::Constant(Duration::ZERO))
+    .retry_policy(Backoff::Constant(Duration::ZERO))
     .jitter(Jitter::Off)
 }
 
@@ -258,7 +258,7 @@ async fn panic_in_connection_closed_call_is_reported_and_close_finishes() {
             }
         },
     )
-    .retry_policy(RetryPolicy::Constant(Duration::ZERO))
+    .retry_policy(Backoff::Constant(Duration::ZERO))
     .on_callback_panic(move |report| hook.lock().unwrap().push(report.during))
     .spawn();
     let _conn = pc.connected().await;
@@ -290,7 +290,7 @@ fn runtime_without_timers_does_not_hang_silently() {
         let made = Made::default();
         let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             basic(&made, alive)
-                .retry_policy(RetryPolicy::DEFAULT)
+                .retry_policy(Backoff::Constant(Duration::from_secs(10)))
                 .spawn()
         }));
         let Ok(pc) = spawned else {
@@ -405,7 +405,7 @@ async fn r3_r5_waiters_hold_the_outcome_before_its_handler_runs() {
             }
         },
     )
-    .retry_policy(RetryPolicy::Constant(Duration::ZERO))
+    .retry_policy(Backoff::Constant(Duration::ZERO))
     .on_event(move |event| {
         let (slot_f, slot_c, seen, ready) = (
             handler_f.clone(),
@@ -536,7 +536,9 @@ async fn r12_dial_that_succeeds_after_abort_is_closed_at_once() {
     })
     .spawn();
     match pc.connected_or_failed_to_connect().await {
-        Err(Error::Aborted(reason)) => assert_eq!(*reason, "decommissioned"),
+        Err(ConnectError::Stopped(Stopped::Aborted(reason))) => {
+            assert_eq!(*reason, "decommissioned")
+        }
         other => panic!("expected the abort reason, got {other:?}"),
     }
     let _ = gone.await;
@@ -586,7 +588,7 @@ async fn r11_r13_close_or_drop_racing_dials_leaves_nothing_open() {
                 }
             },
         )
-        .retry_policy(RetryPolicy::Constant(Duration::ZERO))
+        .retry_policy(Backoff::Constant(Duration::ZERO))
         .jitter(Jitter::Off)
         .on_event(move |event| {
             if h_done.load(Ordering::SeqCst) {
@@ -637,7 +639,11 @@ async fn waiters_racing_close_all_resolve() {
             let waiter = pc.clone();
             waiters.push(tokio::spawn(async move {
                 if i % 2 == 0 {
-                    waiter.connected_or_closed().await.map(drop)
+                    waiter
+                        .connected_or_closed()
+                        .await
+                        .map(drop)
+                        .map_err(ConnectError::from)
                 } else {
                     waiter.connected_or_failed_to_connect().await.map(drop)
                 }
@@ -650,7 +656,7 @@ async fn waiters_racing_close_all_resolve() {
         for waiter in waiters {
             let result = waiter.await.unwrap();
             assert!(
-                matches!(result, Ok(()) | Err(Error::Closed)),
+                matches!(result, Ok(()) | Err(ConnectError::Stopped(Stopped::Closed))),
                 "round {round}: {result:?}"
             );
         }
@@ -722,12 +728,14 @@ async fn connect_timeout_drops_each_hung_dial() {
         },
     )
     .connect_timeout(Duration::from_secs(1))
-    .retry_policy(RetryPolicy::Constant(Duration::from_secs(2)))
+    .retry_policy(Backoff::Constant(Duration::from_secs(2)))
     .jitter(Jitter::Off)
     .spawn();
     for _ in 0..3 {
         match pc.connected_or_failed_to_connect().await {
-            Err(Error::TimedOut(after)) => assert_eq!(after, Duration::from_secs(1)),
+            Err(ConnectError::Attempt(AttemptError::TimedOut(after))) => {
+                assert_eq!(after, Duration::from_secs(1))
+            }
             other => panic!("expected a timeout, got {other:?}"),
         }
         assert_eq!(live.load(Ordering::SeqCst), 0, "a timed-out dial was kept");
@@ -747,11 +755,11 @@ async fn close_during_virtual_retry_delay_leaves_no_timer() {
         |_addr, _ctx| async { Err::<CloseSignal, _>("refused".to_string()) },
     )
     .runtime(clock.runtime(Tokio::current()))
-    .retry_policy(RetryPolicy::DEFAULT)
+    .retry_policy(Backoff::Constant(Duration::from_secs(10)))
     .spawn();
     assert!(matches!(
         pc.connected_or_failed_to_connect().await,
-        Err(Error::Connect(_))
+        Err(ConnectError::Attempt(AttemptError::Connect(_)))
     ));
     clock.next_timer().await;
     pc.close().await;

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use persistent_connection_tokio::{
-    CloseSignal, Error, Event, Jitter, PersistentConnection, RetryPolicy, builder,
+    Backoff, CloseSignal, Event, Jitter, PersistentConnection, Stopped, builder,
 };
 use tokio::time::Instant;
 
@@ -38,7 +38,7 @@ async fn r7_default_delay_on_paused_tokio_time() {
             async move { next.map(|()| CloseSignal::new()).map_err(String::from) }
         },
     )
-    .retry_policy(RetryPolicy::DEFAULT)
+    .retry_policy(Backoff::Constant(Duration::from_secs(10)))
     .jitter(Jitter::Off)
     .spawn();
 
@@ -96,7 +96,7 @@ async fn r8_waiters_on_other_threads_and_close_from_another_thread() {
         closer.close().await;
         closer.connected_or_closed().await
     });
-    assert!(matches!(waiting.await.unwrap(), Err(Error::Closed)));
+    assert!(matches!(waiting.await.unwrap(), Err(Stopped::Closed)));
     assert!(current.is_closed(), "close closed the connection");
     let mut events = conn.events();
     use futures_core::Stream;

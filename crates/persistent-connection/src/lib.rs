@@ -64,10 +64,9 @@
 //!
 //! # The rules
 //!
-//! The behaviour is the contract written in the repository's
-//! [`CONTRACT.md`](https://example.invalid/persistent-connection/blob/main/CONTRACT.md)
-//! (rules R1..R19; a port of Jane Street's `Persistent_connection`, with its intended
-//! differences stated there): each event goes to one handler that gates progress, the
+//! The behaviour is the contract in [`contract`] (the repository's `CONTRACT.md`, rules
+//! R1..R19; a port of Jane Street's `Persistent_connection`, with its intended differences
+//! stated there): each event goes to one handler that gates progress, the
 //! outcome of every attempt reaches the waiters before its event, `ObtainedAddress` and
 //! `FailedToConnect` are not repeated within a cycle, the retry timer spaces out the starts
 //! of attempts, and `close` cancels what is in flight and closes what is open. See
@@ -81,6 +80,11 @@ mod queue;
 mod types;
 
 pub use machine::{Machine, error_key};
+
+/// The contract: rules R1..R19, as in the repository's `CONTRACT.md`. Every rule has tests
+/// named after it.
+#[doc = include_str!("../../../CONTRACT.md")]
+pub mod contract {}
 pub use policy::{Exponential, Jitter, RetryPolicy};
 pub use types::{
     AttemptId, Command, Config, Event, Expecting, Failure, Input, InputError, InputKind, Rejected,

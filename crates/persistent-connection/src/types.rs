@@ -88,7 +88,6 @@ impl<A: fmt::Debug, C, F: fmt::Display> fmt::Display for Event<A, C, F> {
 /// error (fed with [`Input::AddressObtained`] or [`Input::Dialed`]), or the connect
 /// timeout, the one failure the machine decides itself.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum Failure<E> {
     /// The fetch or the dial failed with the caller's error.
     #[error("{0}")]
@@ -214,8 +213,10 @@ impl fmt::Display for InputKind {
 /// Every command that concerns an attempt or a connection names the attempt, so a driver
 /// never has to query the machine to know what to feed back. Exactly one kind of command,
 /// [`Command::Emit`], is answered with [`Input::EventHandled`]; no other command is.
+///
+/// Not `#[non_exhaustive]`, on purpose: a driver must carry out every command, so a new
+/// one must break its build rather than be ignored by a `_` arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Command<A, C, E> {
     /// Report `event` to the handler and subscribers, then feed [`Input::EventHandled`] once
     /// the handler has finished; the machine takes no next step until then (R6).

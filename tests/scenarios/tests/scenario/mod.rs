@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use futures_channel::mpsc;
 use futures_core::Stream;
-use persistent_connection::{AttemptError, Command, Config, Input, Machine, Outcome, TimerId};
+use persistent_connection::{Command, Config, Failure, Input, Machine, TimerId};
 use persistent_connection_tokio::{
-    BoxFuture, Builder, CloseSignal, Connection, Error, Event, Jitter, PersistentConnection,
-    RetryPolicy, Runtime, VirtualClock,
+    AttemptError, Backoff, BoxFuture, Builder, CloseSignal, ConnectError, Connection, Event,
+    Jitter, PersistentConnection, Runtime, Stopped, VirtualClock,
 };
 
 use echo::{EchoConn, dial};
@@ -42,7 +42,7 @@ pub trait TestRuntime: Sized + 'static {
 }
 
 type Pc = PersistentConnection<SocketAddr, EchoConn, std::io::Error>;
-type PcEvent = Event<SocketAddr, EchoConn, Error<std::io::Error>>;
+type PcEvent = Event<SocketAddr, EchoConn, AttemptError<std::io::Error>>;
 
 /// Where `get_address` looks: the test points it at a replica. A gated catalog answers
 /// only once opened, so a test can register a waiter before the first attempt ends (on a
@@ -444,7 +444,10 @@ pub async fn r4_repeated_identical_errors_reported_once<T: TestRuntime>() {
     for _ in 0..5 {
         let outcome = pc.connected_or_failed_to_connect().await;
         assert!(
-            matches!(outcome, Err(Error::Connect(_))),
+            matches!(
+                outcome,
+                Err(ConnectError::Attempt(AttemptError::Connect(_)))
+            ),
             "each failed attempt's outcome is given to the waiter: {outcome:?}"
         );
     }
@@ -540,7 +543,7 @@ pub async fn r13_drop_all_handles_while_sleeping<T: TestRuntime>() {
     let catalog = Catalog::gated(closed_port());
     let pc = builder::<T>(&catalog)
         .runtime(runtime.clone())
-        .retry_policy(RetryPolicy::Constant(Duration::from_secs(10)))
+        .retry_policy(Backoff::Constant(Duration::from_secs(10)))
         .spawn();
     let first = pc.connected_or_failed_to_connect();
     catalog.open();
@@ -611,7 +614,9 @@ pub async fn r12_abort_from_connect<T: TestRuntime>() {
     .spawn();
     let outcome = pc.connected_or_failed_to_connect().await;
     match outcome {
-        Err(Error::Aborted(reason)) => assert_eq!(reason.to_string(), "wrong protocol version"),
+        Err(ConnectError::Stopped(Stopped::Aborted(reason))) => {
+            assert_eq!(reason.to_string(), "wrong protocol version")
+        }
         other => panic!("expected the abort reason, got {other:?}"),
     }
     pc.close_finished().await;
@@ -622,11 +627,11 @@ pub async fn r12_abort_from_connect<T: TestRuntime>() {
     );
     assert!(matches!(
         pc.connected_or_failed_to_connect().await,
-        Err(Error::Aborted(_))
+        Err(ConnectError::Stopped(Stopped::Aborted(_)))
     ));
     assert!(matches!(
         pc.connected_or_closed().await,
-        Err(Error::Aborted(_))
+        Err(Stopped::Aborted(_))
     ));
     assert!(
         server.wait_for_eofs(1),
@@ -640,7 +645,7 @@ pub async fn r9_after_close_waiters_get_closed<T: TestRuntime>() {
     let clock = VirtualClock::new();
     let pc = builder::<T>(&catalog)
         .runtime(clock.runtime(T::runtime()))
-        .retry_policy(RetryPolicy::Constant(Duration::from_secs(10)))
+        .retry_policy(Backoff::Constant(Duration::from_secs(10)))
         .spawn();
     let first = pc.connected_or_failed_to_connect();
     catalog.open();
@@ -648,15 +653,18 @@ pub async fn r9_after_close_waiters_get_closed<T: TestRuntime>() {
     let waiting = pc.connected_or_failed_to_connect();
     let closing = pc.close();
     assert!(
-        matches!(waiting.await, Err(Error::Closed)),
+        matches!(waiting.await, Err(ConnectError::Stopped(Stopped::Closed))),
         "a waiter gets Closed"
     );
     closing.await;
     assert!(matches!(
         pc.connected_or_failed_to_connect().await,
-        Err(Error::Closed)
+        Err(ConnectError::Stopped(Stopped::Closed))
     ));
-    assert!(matches!(pc.connected_or_closed().await, Err(Error::Closed)));
+    assert!(matches!(
+        pc.connected_or_closed().await,
+        Err(Stopped::Closed)
+    ));
     assert_eq!(pc.state(), persistent_connection::State::Closed);
     pc.close().await; // idempotent
 }
@@ -695,7 +703,9 @@ pub async fn r6_panics_in_callbacks_are_reported<T: TestRuntime>() {
     let first = pc.connected_or_failed_to_connect();
     catalog.open();
     match first.await {
-        Err(Error::Panicked { message, .. }) => assert_eq!(&*message, "connect blew up"),
+        Err(ConnectError::Attempt(AttemptError::Panicked { message, .. })) => {
+            assert_eq!(&*message, "connect blew up")
+        }
         other => panic!("expected the panic as the error, got {other:?}"),
     }
     let conn = pc.connected().await;
@@ -773,8 +783,7 @@ const SCRIPT: &[Result<u16, &str>] = &[
 
 /// Runs the script on a bare Machine; returns the events and the timer delays.
 fn bare_machine_log(seed: u64) -> (Vec<String>, Vec<Duration>) {
-    let config = Config::new().seed(seed);
-    let mut m: Machine<u16, u16, String> = Machine::new(config);
+    let mut m: Machine<u16, u16, String> = Machine::new(Config::new(), seed);
     let (mut events, mut delays) = (Vec::new(), Vec::new());
     let mut script = SCRIPT.iter();
     let mut timer: Option<TimerId> = None;
@@ -790,31 +799,24 @@ fn bare_machine_log(seed: u64) -> (Vec<String>, Vec<Duration>) {
             continue;
         };
         match command {
-            Command::Emit(event) => {
+            Command::Emit { event, attempt } => {
                 events.push(match event {
-                    persistent_connection::Event::AttemptingToConnect => "A".to_string(),
-                    persistent_connection::Event::ObtainedAddress(a) => format!("O {a}"),
-                    persistent_connection::Event::Disconnected => "D".to_string(),
-                    other => panic!("{other:?} comes as an outcome"),
+                    Event::AttemptingToConnect => "A".to_string(),
+                    Event::ObtainedAddress(a) => format!("O {a}"),
+                    Event::Disconnected => "D".to_string(),
+                    Event::Connected(c) => {
+                        connections += 1;
+                        // Dies young, inside the handler, as in the driver run.
+                        let attempt = attempt.expect("Connected names its attempt");
+                        m.handle_input(Input::ConnectionClosed { attempt }).unwrap();
+                        format!("C {c}")
+                    }
+                    Event::FailedToConnect(Failure::Error(e)) => format!("F {e}"),
+                    Event::FailedToConnect(other) => panic!("{other:?}"),
                 });
                 m.handle_input(Input::EventHandled).unwrap();
             }
-            Command::Outcome(Outcome::Connected(c)) => {
-                events.push(format!("C {c}"));
-                connections += 1;
-                let attempt = m.current_attempt().unwrap();
-                m.handle_input(Input::ConnectionClosed { attempt }).unwrap();
-                m.handle_input(Input::EventHandled).unwrap();
-            }
-            Command::Outcome(Outcome::Failed { error, repeated }) => {
-                if !repeated {
-                    let AttemptError::Connect(e) = error else {
-                        panic!("{error:?}")
-                    };
-                    events.push(format!("F {e}"));
-                    m.handle_input(Input::EventHandled).unwrap();
-                }
-            }
+            Command::FailedAgain { .. } => {}
             Command::StartTimer { timer: t, delay } => {
                 delays.push(delay);
                 timer = Some(t);
@@ -896,7 +898,7 @@ pub async fn r15_same_events_and_delays_as_bare_machine<T: TestRuntime>() {
         let line = match &event {
             Event::AttemptingToConnect => "A".to_string(),
             Event::ObtainedAddress(a) => format!("O {a}"),
-            Event::FailedToConnect(Error::Connect(e)) => format!("F {e}"),
+            Event::FailedToConnect(AttemptError::Connect(e)) => format!("F {e}"),
             Event::FailedToConnect(other) => format!("F? {other}"),
             Event::Connected(c) => {
                 connections.fetch_add(1, Ordering::SeqCst);
