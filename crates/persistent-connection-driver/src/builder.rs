@@ -8,10 +8,9 @@ use std::time::Duration;
 use async_broadcast::{InactiveReceiver, Sender};
 use persistent_connection::{Config, Exponential, Jitter, Machine, RetryPolicy};
 
-use crate::DriverEvent;
 use crate::connection::Connection;
 use crate::context::AttemptContext;
-use crate::error::PanicReport;
+use crate::error::{DriverEvent, PanicReport};
 use crate::handle::PersistentConnection;
 use crate::hooks::Hooks;
 use crate::runtime::Runtime;
@@ -96,7 +95,7 @@ where
         }
     }
 
-    /// Runs on `runtime` instead (for example a [`VirtualClock`](crate::VirtualClock)'s).
+    /// Runs on `runtime` instead (for example a [`VirtualClock`](crate::runtime::VirtualClock)'s).
     pub fn runtime(mut self, runtime: impl Runtime) -> Self {
         self.runtime = Arc::new(runtime);
         self
@@ -146,7 +145,7 @@ where
     }
 
     /// Fails an attempt (address fetch and dial together) that takes longer than
-    /// `timeout`, with [`AttemptError::TimedOut`](crate::AttemptError::TimedOut):
+    /// `timeout`, with [`AttemptError::TimedOut`](crate::error::AttemptError::TimedOut):
     /// `Duration` or `Some(duration)` to set, `None` (the default, as in the seed) for no
     /// bound. A zero duration counts as no bound.
     pub fn connect_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {

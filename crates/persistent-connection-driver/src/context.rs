@@ -36,7 +36,7 @@ impl<E> AttemptContext<E> {
 
     /// Stops the persistent connection for good (R12): no new attempts; a connection this
     /// attempt makes is closed at once; waiters get
-    /// [`Stopped::Aborted(reason)`](crate::Stopped::Aborted).
+    /// [`Stopped::Aborted(reason)`](crate::error::Stopped::Aborted).
     pub fn abort(&self, reason: E) {
         (self.abort)(reason)
     }

@@ -12,6 +12,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use persistent_connection::Event;
+
+/// The events a driver reports: the core's [`Event`] with [`AttemptError`] in
+/// `FailedToConnect`.
+pub type DriverEvent<A, C, E> = Event<A, C, AttemptError<E>>;
+
 /// Which callback of yours a panic report is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -24,8 +30,8 @@ pub enum Callback {
     OnEvent,
     /// The retry-delay closure.
     RetryDelay,
-    /// [`Connection::close`](crate::Connection::close) or
-    /// [`Connection::closed`](crate::Connection::closed).
+    /// [`Connection::close`](crate::connection::Connection::close) or
+    /// [`Connection::closed`](crate::connection::Connection::closed).
     ConnectionClose,
 }
 
@@ -126,7 +132,7 @@ pub enum Stopped<E> {
     /// `close` was called, the last handle was dropped, or
     /// `close_when_current_connection_is_closed` took effect.
     Closed,
-    /// `connect` called [`AttemptContext::abort`](crate::AttemptContext::abort) with this
+    /// `connect` called `AttemptContext::abort` with this
     /// reason.
     Aborted(Arc<E>),
 }

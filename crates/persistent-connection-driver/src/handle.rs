@@ -6,9 +6,8 @@ use std::sync::{Arc, Weak};
 
 use persistent_connection::State;
 
-use crate::DriverEvent;
 use crate::connection::Connection;
-use crate::error::{ConnectError, Stopped};
+use crate::error::{ConnectError, DriverEvent, Stopped};
 use crate::shared::{Shared, StopRequest};
 use crate::streams::{Events, StateChanges};
 
@@ -166,7 +165,7 @@ where
 
     /// The events from now on, as a stream (R14). Any number of subscribers; none ever
     /// holds the persistent connection up. To see every event from the first, subscribe on
-    /// the builder ([`Builder::events`](crate::Builder::events)) before `spawn`.
+    /// the builder (`Builder::events`) before `spawn`.
     pub fn events(&self) -> Events<DriverEvent<A, C, E>> {
         self.shared.events()
     }

@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use crate::DriverEvent;
 use crate::context::AttemptContext;
-use crate::error::PanicReport;
+use crate::error::{DriverEvent, PanicReport};
 use crate::runtime::BoxFuture;
 
 pub(crate) type GetAddressFn<A, E> = dyn Fn() -> BoxFuture<Result<A, E>> + Send + Sync;

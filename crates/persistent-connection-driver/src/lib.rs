@@ -96,15 +96,11 @@ mod task;
 pub use builder::{Backoff, Builder};
 pub use connection::{CloseSignal, Connection, Tracked};
 pub use context::AttemptContext;
-pub use error::{AttemptError, Callback, ConnectError, PanicReport, Stopped};
+pub use error::{AttemptError, Callback, ConnectError, DriverEvent, PanicReport, Stopped};
 pub use handle::{PersistentConnection, WeakPersistentConnection};
 pub use persistent_connection::{AttemptId, Event, Exponential, Jitter, State};
 pub use runtime::{BoxFuture, Runtime, Sleep, VirtualClock, VirtualRuntime};
 pub use streams::{Events, Lagged, StateChanges};
-
-/// The events a driver reports: the core's [`Event`] with [`AttemptError`] in
-/// `FailedToConnect`.
-pub type DriverEvent<A, C, E> = Event<A, C, AttemptError<E>>;
 
 /// The timer of the runtimes built on `async-io` (async-std and smol): one implementation
 /// for both adapters.

@@ -16,10 +16,9 @@ use async_broadcast::{InactiveReceiver, Sender};
 use futures_channel::oneshot;
 use persistent_connection::{Command, Input, Machine, State, StopKind};
 
-use crate::DriverEvent;
 use crate::connection::Connection;
 use crate::context::AbortFn;
-use crate::error::{AttemptError, ConnectError, Stopped};
+use crate::error::{AttemptError, ConnectError, DriverEvent, Stopped};
 use crate::streams::{Events, StateChanges};
 
 /// How many events a subscriber may fall behind before it is told it lagged. A cycle

@@ -15,11 +15,10 @@ use std::time::Duration;
 
 use persistent_connection::{AttemptId, Command, Event, Failure, Input, TimerId};
 
-use crate::DriverEvent;
 use crate::catch::{CatchUnwind, panic_message};
 use crate::connection::Connection;
 use crate::context::{AbortFn, AttemptContext};
-use crate::error::{AttemptError, Callback, PanicReport};
+use crate::error::{AttemptError, Callback, DriverEvent, PanicReport};
 use crate::hooks::Hooks;
 use crate::runtime::{BoxFuture, Runtime};
 use crate::shared::{DriverCommand, DriverInput, Shared};
