@@ -44,6 +44,9 @@ pub(crate) enum StopRequest<E> {
 /// What the task and the handles share.
 pub(crate) struct Shared<A, C, E> {
     server_name: Arc<str>,
+    /// `request_stop(Close)`, made where the type's bounds hold, so that dropping the last
+    /// handle (whose type has no bounds) can close (R13).
+    close: fn(&Self),
     inner: Mutex<Inner<A, C, E>>,
     /// Notified on every change of state and when the task has finished.
     changed: event_listener::Event,
@@ -99,6 +102,28 @@ impl<T> Wait<T> {
     }
 }
 
+/// What needs none of the Machine's bounds.
+impl<A, C, E> Shared<A, C, E> {
+    fn lock(&self) -> MutexGuard<'_, Inner<A, C, E>> {
+        // No code of this module panics while the lock is held (user code under it is only
+        // `Connection::is_closed` and `C::clone`); if some did, the state is still whole.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn server_name(&self) -> &Arc<str> {
+        &self.server_name
+    }
+
+    pub(crate) fn state(&self) -> State {
+        self.lock().state
+    }
+
+    /// The last handle is gone: close (R13).
+    pub(crate) fn close_on_drop(&self) {
+        (self.close)(self)
+    }
+}
+
 impl<A, C, E> Shared<A, C, E>
 where
     A: Clone + PartialEq,
@@ -120,6 +145,7 @@ where
         }
         Arc::new(Shared {
             server_name,
+            close: |shared| shared.request_stop(StopRequest::Close),
             inner: Mutex::new(Inner {
                 state: machine.state(),
                 machine,
@@ -135,16 +161,6 @@ where
             states,
             states_keep: states_rx.deactivate(),
         })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner<A, C, E>> {
-        // No code of this module panics while the lock is held (user code under it is only
-        // `Connection::is_closed` and `C::clone`); if some did, the state is still whole.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn server_name(&self) -> &Arc<str> {
-        &self.server_name
     }
 
     // ----- the task's side -----
@@ -359,10 +375,6 @@ where
 
     pub(crate) fn is_closed(&self) -> bool {
         self.lock().machine.is_closed()
-    }
-
-    pub(crate) fn state(&self) -> State {
-        self.lock().state
     }
 
     pub(crate) fn events(&self) -> Events<DriverEvent<A, C, E>> {
