@@ -1,6 +1,6 @@
 //! Adversarial review of the driver and the Tokio adapter: races, lost wake-ups,
 //! cancel-safety, leaks, panics and rule violations (R3, R5, R6, R8, R9, R11..R14 of
-//! `DESIGN.md`).
+//! `CONTRACT.md`).
 //!
 //! Each test here once exposed a bug or guards against one; they keep asserting the
 //! correct behaviour. No sleeps: waits are on explicit signals (a oneshot whose sender

@@ -1,5 +1,6 @@
 //! Tokio-specific checks: paused Tokio time drives the retry delays (the seed's
-//! `time_source`), and the handle is usable across the multi-threaded runtime.
+//! `time_source`), and the handle is usable across the multi-threaded runtime. Checks R7
+//! (retry delay) and R8..R11 of `CONTRACT.md` on real Tokio time.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

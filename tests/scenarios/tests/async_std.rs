@@ -1,4 +1,5 @@
-//! The scenario suite on async-std.
+//! The scenario suite on async-std: every scenario is named after the rule of
+//! `CONTRACT.md` it checks (see `scenario/mod.rs`).
 
 mod scenario;
 

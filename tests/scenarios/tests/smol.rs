@@ -1,4 +1,5 @@
-//! The scenario suite on smol.
+//! The scenario suite on smol: every scenario is named after the rule of `CONTRACT.md` it
+//! checks (see `scenario/mod.rs`).
 
 mod scenario;
 

@@ -1,4 +1,5 @@
-//! The scenario suite on Tokio (multi-threaded runtime, two workers).
+//! The scenario suite on Tokio (multi-threaded runtime, two workers): every scenario is
+//! named after the rule of `CONTRACT.md` it checks (see `scenario/mod.rs`).
 
 mod scenario;
 

@@ -1,4 +1,6 @@
-//! The scenario suite, written once and run on every runtime (see `suite!`).
+//! The scenario suite, written once and run on every runtime (see `suite!`). Each scenario
+//! is named after the rule of `CONTRACT.md` (at the repository's root) that it checks:
+//! `r4_...` checks R4.
 //!
 //! Real TCP on 127.0.0.1 against servers the tests start and stop; a [`VirtualClock`]
 //! where a scenario needs long delays. No sleeps: every wait is on an explicit signal
