@@ -12,6 +12,7 @@ use crate::connection::Connection;
 use crate::context::AttemptContext;
 use crate::error::{DriverEvent, PanicReport};
 use crate::handle::PersistentConnection;
+use crate::health::HealthCheck;
 use crate::hooks::Hooks;
 use crate::runtime::Runtime;
 use crate::shared::{EVENT_BUFFER, Shared};
@@ -91,6 +92,7 @@ where
                 on_event: None,
                 retry_delay: None,
                 panic_hook: None,
+                health: None,
             },
         }
     }
@@ -153,6 +155,32 @@ where
         self
     }
 
+    /// Probes the current connection with `probe` as `check` says (R17): the first probe
+    /// one interval after the connection became current, then one interval after each
+    /// probe ends (probes never overlap), each bounded by `check.timeout`. After
+    /// `check.failures` failed, timed-out or panicking probes in a row, the connection is
+    /// closed (with [`Connection::close`]) and the cycle goes on as for any closed
+    /// connection: `Disconnected`, then the next cycle. Nothing runs while no connection is
+    /// current. Off by default, as in the seed.
+    ///
+    /// This is how a connection that died without a word (a peer behind a dead NAT, a
+    /// partitioned switch) is noticed.
+    pub fn health_check<P, PF, PE>(mut self, check: HealthCheck, probe: P) -> Self
+    where
+        P: Fn(C) -> PF + Send + Sync + 'static,
+        PF: Future<Output = Result<(), PE>> + Send + 'static,
+        PE: fmt::Display,
+    {
+        self.hooks.health = Some((
+            check,
+            Box::new(move |conn| {
+                let probing = probe(conn);
+                Box::pin(async move { probing.await.map_err(|e| Arc::from(e.to_string())) })
+            }),
+        ));
+        self
+    }
+
     /// Called when one of your callbacks panics (default: print to stderr).
     pub fn on_callback_panic(
         mut self,
@@ -175,8 +203,20 @@ where
     pub fn spawn(self) -> PersistentConnection<A, C, E> {
         let seed = self.seed.unwrap_or_else(random_seed);
         let machine = Machine::new(self.config, seed);
-        let shared = Shared::new(self.server_name, machine, self.events, self.events_keep);
+        let shared = Shared::new(
+            self.server_name,
+            self.runtime.clone(),
+            machine,
+            self.events,
+            self.events_keep,
+        );
         let task = Task::new(shared.clone(), self.runtime.clone(), self.hooks);
+        // Every event and health report of this connection is inside one span naming it.
+        #[cfg(feature = "tracing")]
+        let task = tracing::Instrument::instrument(
+            task,
+            tracing::info_span!("persistent_connection", server = %shared.server_name()),
+        );
         self.runtime.spawn(Box::pin(task));
         PersistentConnection::new(shared)
     }

@@ -33,6 +33,8 @@ pub enum Callback {
     /// [`Connection::close`](crate::connection::Connection::close) or
     /// [`Connection::closed`](crate::connection::Connection::closed).
     ConnectionClose,
+    /// The health probe (R17); the panic counts as a failed probe.
+    HealthProbe,
 }
 
 impl fmt::Display for Callback {
@@ -43,6 +45,7 @@ impl fmt::Display for Callback {
             Callback::OnEvent => "on_event",
             Callback::RetryDelay => "retry_delay",
             Callback::ConnectionClose => "the connection's close",
+            Callback::HealthProbe => "the health probe",
         })
     }
 }

@@ -9,6 +9,7 @@ use persistent_connection::State;
 use crate::connection::Connection;
 use crate::error::{ConnectError, DriverEvent, Stopped};
 use crate::shared::{Shared, StopRequest};
+use crate::stats::Stats;
 use crate::streams::{Events, StateChanges};
 
 /// What every clone of a handle shares: the state, and the duty to close it when the last
@@ -135,6 +136,14 @@ where
     /// What the persistent connection is doing now.
     pub fn state(&self) -> State {
         self.shared().state()
+    }
+
+    /// A snapshot of the statistics: attempts, failures, connections, disconnections,
+    /// failed health probes, the state and since when, the current connection's uptime,
+    /// the last failure's text. Cheap (one lock, no waiting); poll it as often as your
+    /// metrics system scrapes.
+    pub fn stats(&self) -> Stats {
+        self.shared().stats()
     }
 
     /// The events from now on, as a stream (R14). Any number of subscribers; none ever

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::context::AttemptContext;
 use crate::error::{DriverEvent, PanicReport};
+use crate::health::{HealthCheck, ProbeFn};
 use crate::runtime::BoxFuture;
 
 pub(crate) type GetAddressFn<A, E> = dyn Fn() -> BoxFuture<Result<A, E>> + Send + Sync;
@@ -20,4 +21,5 @@ pub(crate) struct Hooks<A, C, E> {
     pub(crate) on_event: Option<Box<OnEventFn<A, C, E>>>,
     pub(crate) retry_delay: Option<Box<RetryDelayFn>>,
     pub(crate) panic_hook: Option<Box<PanicHookFn>>,
+    pub(crate) health: Option<(HealthCheck, Box<ProbeFn<C>>)>,
 }

@@ -87,9 +87,11 @@ mod connection;
 mod context;
 mod error;
 mod handle;
+mod health;
 mod hooks;
 mod runtime;
 mod shared;
+mod stats;
 mod streams;
 mod task;
 
@@ -98,8 +100,10 @@ pub use connection::{CloseSignal, Connection, Tracked};
 pub use context::AttemptContext;
 pub use error::{AttemptError, Callback, ConnectError, DriverEvent, PanicReport, Stopped};
 pub use handle::{PersistentConnection, WeakPersistentConnection};
+pub use health::HealthCheck;
 pub use persistent_connection::{AttemptId, Event, Exponential, Jitter, State};
 pub use runtime::{BoxFuture, Runtime, Sleep, VirtualClock, VirtualRuntime};
+pub use stats::Stats;
 pub use streams::{Events, Lagged, StateChanges};
 
 /// The timer of the runtimes built on `async-io` (async-std and smol): one implementation

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A boxed, sendable future: what runtimes spawn and what callbacks return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -19,6 +19,11 @@ pub trait Runtime: Send + Sync + 'static {
     fn spawn(&self, task: BoxFuture<()>);
     /// A future that completes once `duration` has passed.
     fn sleep(&self, duration: Duration) -> BoxFuture<()>;
+    /// The current time, on the clock `sleep` waits on. Used only for statistics (since
+    /// when the state holds, the connection's uptime); a virtual runtime gives its own.
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 }
 
 impl<R: Runtime + ?Sized> Runtime for Arc<R> {
@@ -27,6 +32,9 @@ impl<R: Runtime + ?Sized> Runtime for Arc<R> {
     }
     fn sleep(&self, duration: Duration) -> BoxFuture<()> {
         (**self).sleep(duration)
+    }
+    fn now(&self) -> Instant {
+        (**self).now()
     }
 }
 
@@ -42,8 +50,10 @@ pub struct VirtualClock {
     inner: Arc<ClockInner>,
 }
 
-#[derive(Default)]
 struct ClockInner {
+    /// The `Instant` the clock's zero stands for, so that [`VirtualClock::instant`] can
+    /// give an `Instant` (what [`Runtime::now`] returns).
+    base: Instant,
     state: Mutex<ClockState>,
     timer_set: event_listener::Event,
 }
@@ -56,10 +66,25 @@ struct ClockState {
     timers: BTreeMap<(Duration, u64), Option<Waker>>,
 }
 
+impl Default for ClockInner {
+    fn default() -> Self {
+        ClockInner {
+            base: Instant::now(),
+            state: Mutex::default(),
+            timer_set: event_listener::Event::new(),
+        }
+    }
+}
+
 impl VirtualClock {
     /// A clock at zero with no timers.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The clock's time as an `Instant`: the moment it was made, plus [`now`](Self::now).
+    pub fn instant(&self) -> Instant {
+        self.inner.base + self.now()
     }
 
     fn lock(&self) -> MutexGuard<'_, ClockState> {
@@ -206,5 +231,8 @@ impl<R: Runtime> Runtime for VirtualRuntime<R> {
     }
     fn sleep(&self, duration: Duration) -> BoxFuture<()> {
         Box::pin(self.clock.sleep(duration))
+    }
+    fn now(&self) -> Instant {
+        self.clock.instant()
     }
 }

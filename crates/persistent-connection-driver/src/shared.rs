@@ -19,6 +19,8 @@ use persistent_connection::{Command, Input, Machine, State, StopKind};
 use crate::connection::Connection;
 use crate::context::AbortFn;
 use crate::error::{AttemptError, ConnectError, DriverEvent, Stopped};
+use crate::runtime::Runtime;
+use crate::stats::{Counters, Stats};
 use crate::streams::{Events, StateChanges};
 
 /// How many events a subscriber may fall behind before it is told it lagged. A cycle
@@ -44,6 +46,8 @@ pub(crate) enum StopRequest<E> {
 /// What the task and the handles share.
 pub(crate) struct Shared<A, C, E> {
     server_name: Arc<str>,
+    /// The clock of the statistics.
+    runtime: Arc<dyn Runtime>,
     /// `request_stop(Close)`, made where the type's bounds hold, so that dropping the last
     /// handle (whose type has no bounds) can close (R13).
     close: fn(&Self),
@@ -67,6 +71,9 @@ struct Inner<A, C, E> {
     /// The task has finished: everything is closed and nothing will be reported.
     finished: bool,
     state: State,
+    counters: Counters,
+    /// The last failed attempt's error, formatted only when statistics are asked for.
+    last_failure: Option<AttemptError<E>>,
 }
 
 /// A caller of `connected*` waiting for the next outcome.
@@ -132,6 +139,7 @@ where
 {
     pub(crate) fn new(
         server_name: Arc<str>,
+        runtime: Arc<dyn Runtime>,
         mut machine: DriverMachine<A, C, E>,
         events: Sender<DriverEvent<A, C, E>>,
         events_keep: InactiveReceiver<DriverEvent<A, C, E>>,
@@ -143,8 +151,10 @@ where
         while let Some(command) = machine.poll_command() {
             commands.push_back(command);
         }
+        let counters = Counters::new(runtime.now());
         Arc::new(Shared {
             server_name,
+            runtime,
             close: |shared| shared.request_stop(StopRequest::Close),
             inner: Mutex::new(Inner {
                 state: machine.state(),
@@ -154,6 +164,8 @@ where
                 waiters: Vec::new(),
                 stopped: None,
                 finished: false,
+                counters,
+                last_failure: None,
             }),
             changed: event_listener::Event::new(),
             events,
@@ -199,6 +211,7 @@ where
         let state = inner.machine.state();
         if state != inner.state {
             inner.state = state;
+            inner.counters.state_since = self.runtime.now();
             let _ = self.states.try_broadcast(state);
             self.changed.notify(usize::MAX);
         }
@@ -212,7 +225,13 @@ where
 
     /// An attempt made `conn`: every waiter gets it (R3, R8, R9).
     pub(crate) fn deliver_connected(&self, conn: &C) {
-        let waiters = std::mem::take(&mut self.lock().waiters);
+        let now = self.runtime.now();
+        let waiters = {
+            let mut inner = self.lock();
+            inner.counters.connections += 1;
+            inner.counters.connected_at = Some(now);
+            std::mem::take(&mut inner.waiters)
+        };
         for waiter in waiters {
             match waiter {
                 Waiter::Connected(tx) => drop(tx.send(Ok(conn.clone()))),
@@ -225,6 +244,8 @@ where
     /// (R3, R9); those of `connected` wait on.
     pub(crate) fn deliver_failure(&self, error: &AttemptError<E>) {
         let mut inner = self.lock();
+        inner.counters.failures += 1;
+        inner.last_failure = Some(error.clone());
         let waiters = std::mem::take(&mut inner.waiters);
         for waiter in waiters {
             match waiter {
@@ -366,6 +387,48 @@ where
                 }
                 listener.await;
             }
+        }
+    }
+
+    /// An attempt started.
+    pub(crate) fn note_attempt(&self) {
+        self.lock().counters.attempts += 1;
+    }
+
+    /// The current connection closed (`Disconnected`).
+    pub(crate) fn note_disconnected(&self) {
+        let mut inner = self.lock();
+        inner.counters.disconnections += 1;
+        inner.counters.connected_at = None;
+    }
+
+    /// A health probe failed.
+    pub(crate) fn note_health_failure(&self) {
+        self.lock().counters.health_check_failures += 1;
+    }
+
+    /// A snapshot of the counters and the state.
+    pub(crate) fn stats(&self) -> Stats
+    where
+        E: fmt::Display,
+    {
+        let now = self.runtime.now();
+        let inner = self.lock();
+        let c = &inner.counters;
+        Stats {
+            attempts: c.attempts,
+            failures: c.failures,
+            connections: c.connections,
+            disconnections: c.disconnections,
+            health_check_failures: c.health_check_failures,
+            consecutive_failures: inner.machine.consecutive_failures(),
+            state: inner.state,
+            state_since: c.state_since,
+            uptime: c.connected_at.map(|at| now.saturating_duration_since(at)),
+            last_failure: inner
+                .last_failure
+                .as_ref()
+                .map(|e| Arc::from(e.to_string())),
         }
     }
 

@@ -19,6 +19,7 @@ use crate::catch::{CatchUnwind, panic_message};
 use crate::connection::Connection;
 use crate::context::{AbortFn, AttemptContext};
 use crate::error::{AttemptError, Callback, DriverEvent, PanicReport};
+use crate::health::{Monitor, Verdict};
 use crate::hooks::Hooks;
 use crate::runtime::{BoxFuture, Runtime};
 use crate::shared::{DriverCommand, DriverInput, Shared};
@@ -50,6 +51,8 @@ where
     timer: Option<(TimerId, BoxFuture<()>)>,
     /// The current connection's `closed()`, with the attempt that made it.
     watch: Option<(AttemptId, CatchUnwind<()>)>,
+    /// The current connection's health check, if one is configured (R17).
+    health: Option<(AttemptId, Monitor<C>)>,
     closing: Vec<CatchUnwind<()>>,
     machine_finished: bool,
     /// Every attempt's context shares this `abort`.
@@ -76,6 +79,7 @@ where
             handler: None,
             timer: None,
             watch: None,
+            health: None,
             closing: Vec::new(),
             machine_finished: false,
         }
@@ -110,6 +114,8 @@ where
 
     /// Publishes `event` to subscribers, then starts its handler (R6, R14).
     fn report(&mut self, event: DriverEvent<A, C, E>) {
+        #[cfg(feature = "tracing")]
+        trace_event(&event);
         self.shared.publish(event.clone());
         match &self.hooks.on_event {
             Some(on_event) => self.handler = Some(CatchUnwind::call(|| on_event(event))),
@@ -127,12 +133,20 @@ where
                         // A `closed()` that panics counts as closed, and is reported.
                         let closed = CatchUnwind::call(|| Box::pin(conn.closed()));
                         self.watch = Some((attempt, closed));
+                        if let Some((check, _)) = &self.hooks.health {
+                            let monitor = Monitor::start(conn.clone(), *check, &*self.runtime);
+                            self.health = Some((attempt, monitor));
+                        }
                     }
                     self.report(Event::Connected(conn));
                 }
                 Event::FailedToConnect(error) => {
                     self.shared.deliver_failure(&error);
                     self.report(Event::FailedToConnect(error));
+                }
+                Event::Disconnected => {
+                    self.shared.note_disconnected();
+                    self.report(Event::Disconnected);
                 }
                 other => self.report(other),
             },
@@ -158,6 +172,7 @@ where
                 self.timer = Some((timer, self.runtime.sleep(delay)));
             }
             Command::FetchAddress { attempt } => {
+                self.shared.note_attempt();
                 let future = CatchUnwind::call(|| (self.hooks.get_address)());
                 self.op = Some(Op::Fetch(attempt, future));
             }
@@ -178,7 +193,16 @@ where
                     }
                 }
             }
-            Command::CloseConnection { connection, .. } => self.close_connection(connection),
+            Command::CloseConnection {
+                attempt,
+                connection,
+            } => {
+                // Probes stop with the connection.
+                if self.health.as_ref().is_some_and(|(a, _)| *a == attempt) {
+                    self.health = None;
+                }
+                self.close_connection(connection);
+            }
             Command::Finished => {
                 self.machine_finished = true;
                 self.timer = None;
@@ -211,6 +235,38 @@ where
         true
     }
 
+    /// Moves the health check on; closes the connection it declares dead (R17).
+    fn poll_health(&mut self, cx: &mut Context<'_>) -> bool {
+        let (Some((_, monitor)), Some((_, probe))) = (&mut self.health, &self.hooks.health) else {
+            return false;
+        };
+        let Poll::Ready(verdict) = monitor.poll(cx, &**probe, &*self.runtime) else {
+            return false;
+        };
+        let Verdict::Failed {
+            error,
+            panicked,
+            dead,
+        } = verdict
+        else {
+            return true;
+        };
+        self.shared.note_health_failure();
+        #[cfg(feature = "tracing")]
+        tracing::warn!(error = %error, dead, "health probe failed");
+        if panicked {
+            self.report_panic(Callback::HealthProbe, error);
+        }
+        if dead {
+            if let Some((_, monitor)) = self.health.take() {
+                // Its `closed()` resolves, and the cycle goes on as for any closed
+                // connection: Disconnected, then the next cycle.
+                self.close_connection(monitor.connection().clone());
+            }
+        }
+        true
+    }
+
     /// Polls every slot once; true if any of them moved.
     fn poll_slots(&mut self, cx: &mut Context<'_>) -> bool {
         let mut moved = self.poll_op(cx);
@@ -239,10 +295,14 @@ where
                 if let Err(message) = result {
                     self.report_panic(Callback::ConnectionClose, message);
                 }
+                if self.health.as_ref().is_some_and(|(a, _)| *a == attempt) {
+                    self.health = None;
+                }
                 self.feed(Input::ConnectionClosed { attempt });
                 moved = true;
             }
         }
+        moved |= self.poll_health(cx);
         let before = self.closing.len();
         let mut panics = Vec::new();
         self.closing
@@ -304,6 +364,7 @@ where
                 // Nothing is live any more: the connection was closed by the machine's
                 // last commands, so `finish` finds none to hand back.
                 this.watch = None;
+                this.health = None;
                 let _ = this.shared.finish();
                 return Poll::Ready(());
             }
@@ -333,5 +394,19 @@ fn user_result<T, E>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(wrap(Arc::new(e))),
         Err(message) => Err(AttemptError::Panicked { during, message }),
+    }
+}
+
+/// Each event at its level, inside the connection's span: attempts and addresses are
+/// routine (debug), a failure is worth a look (warn), connecting and disconnecting are
+/// what an operator follows (info).
+#[cfg(feature = "tracing")]
+fn trace_event<A: fmt::Debug, C, E: fmt::Display>(event: &DriverEvent<A, C, E>) {
+    match event {
+        Event::AttemptingToConnect => tracing::debug!("AttemptingToConnect"),
+        Event::ObtainedAddress(address) => tracing::debug!(address = ?address, "ObtainedAddress"),
+        Event::FailedToConnect(error) => tracing::warn!(error = %error, "FailedToConnect"),
+        Event::Connected(_) => tracing::info!("Connected"),
+        Event::Disconnected => tracing::info!("Disconnected"),
     }
 }

@@ -79,4 +79,9 @@ impl Runtime for Tokio {
     fn sleep(&self, duration: Duration) -> BoxFuture<()> {
         Box::pin(tokio::time::sleep(duration))
     }
+
+    /// Tokio's clock, so that statistics follow paused test time too.
+    fn now(&self) -> std::time::Instant {
+        tokio::time::Instant::now().into_std()
+    }
 }
