@@ -31,7 +31,7 @@ use persistent_connection_benches::{
     EchoServer, ServerThread, Stats, echo_through_ref, echo_through_split, full_run,
     note_smoke_run, ping_ref, ratio,
 };
-use persistent_connection_tokio::{PersistentConnection, RetryPolicy, Tracked, builder};
+use persistent_connection_tokio::{Backoff, PersistentConnection, Tracked, builder};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 
@@ -71,7 +71,7 @@ impl Setup {
             )
             // Each run closes its connection (so that every run, ours or raw, uses a fresh
             // socket: a socket's buffers adapt to its history); re-dial at once.
-            .retry_policy(RetryPolicy::Constant(Duration::ZERO))
+            .retry_policy(Backoff::Constant(Duration::ZERO))
             .spawn();
             pc.connected().await;
             pc

@@ -16,7 +16,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use persistent_connection::{AttemptId, Command, Config, Input, Jitter, Machine, Outcome, TimerId};
+use persistent_connection::{AttemptId, Command, Config, Event, Input, Jitter, Machine, TimerId};
 use persistent_connection_benches::{full_run, note_smoke_run};
 
 /// The address: one server, so a `u16` port.
@@ -73,8 +73,8 @@ impl Sim {
             last_connect_ns: 0,
         };
         for i in 0..n {
-            let config = Config::new().jitter(jitter).seed(i as u64);
-            sim.machines.push(Machine::new(config));
+            let config = Config::new().jitter(jitter);
+            sim.machines.push(Machine::new(config, i as u64));
             // Connect (server up, at "minus infinity"), then let the retry timer fire.
             sim.run(i as u32, None, 0, true);
             let (_, timer) = sim.last_timer;
@@ -99,15 +99,12 @@ impl Sim {
             }
             while let Some(command) = m.poll_command() {
                 match command {
-                    Command::Emit(_) => next = Some(Input::EventHandled),
-                    Command::Outcome(outcome) => {
-                        if outcome.is_reported() {
-                            next = Some(Input::EventHandled);
-                        }
-                        if let Outcome::Connected(_) = outcome {
+                    Command::Emit { event, .. } => {
+                        if let Event::Connected(_) = event {
                             self.connected += 1;
                             self.last_connect_ns = self.last_connect_ns.max(now);
                         }
+                        next = Some(Input::EventHandled);
                     }
                     Command::StartTimer { timer, delay } => {
                         let deadline = now + delay.as_nanos() as u64;

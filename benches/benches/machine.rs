@@ -86,12 +86,7 @@ struct Harness {
 
 impl Harness {
     fn new(setup: &[Step], script: &'static [Step], os_error: bool) -> Self {
-        Self::with_machine(
-            Machine::new(Config::new().seed(42)),
-            setup,
-            script,
-            os_error,
-        )
+        Self::with_machine(Machine::new(Config::new(), 42), setup, script, os_error)
     }
 
     fn with_machine(m: M, setup: &[Step], script: &'static [Step], os_error: bool) -> Self {
@@ -189,7 +184,7 @@ fn scenarios() -> [(&'static str, Harness); 5] {
         (
             "fail_retry_os_error_keyed",
             Harness::with_machine(
-                Machine::with_error_key(Config::new().seed(42), io_error_key),
+                Machine::with_error_key(Config::new(), 42, io_error_key),
                 TO_FAILED,
                 FAIL_RETRY,
                 true,
@@ -256,12 +251,12 @@ fn summary() {
         size_of::<M>()
     );
     println!(
-        "size_of Machine<SocketAddr, Tracked<TcpStream>, driver::Error<io::Error>> (the driver's) = {} bytes",
+        "size_of Machine<SocketAddr, Tracked<TcpStream>, AttemptError<io::Error>> (the driver's) = {} bytes",
         size_of::<
             Machine<
                 SocketAddr,
                 persistent_connection_tokio::Tracked<tokio::net::TcpStream>,
-                persistent_connection::driver::Error<io::Error>,
+                persistent_connection_tokio::AttemptError<io::Error>,
             >,
         >()
     );

@@ -38,7 +38,7 @@ use persistent_connection_benches::{
     Catalog, CountPolls, full_run, note_smoke_run, rss_bytes, wait_eof,
 };
 use persistent_connection_tokio::{
-    CloseSignal, DriverEvent, Jitter, RetryPolicy, Tokio, Tracked, builder,
+    Backoff, CloseSignal, DriverEvent, Jitter, Tokio, Tracked, builder,
 };
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -387,7 +387,7 @@ fn wakeups(n: usize) {
                 |addr, _ctx| async move { TcpStream::connect(addr).await.map(Tracked::new) },
             )
             .runtime(runtime.clone())
-            .retry_policy(RetryPolicy::Constant(DELAY))
+            .retry_policy(Backoff::Constant(DELAY))
             .jitter(Jitter::Off)
             .spawn();
             pcs.push(pc);

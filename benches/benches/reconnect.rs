@@ -43,7 +43,7 @@ use persistent_connection_benches::{
     wait_eof,
 };
 use persistent_connection_tokio::{
-    CloseSignal, Jitter, RetryPolicy, Tokio, Tracked, VirtualClock, builder,
+    Backoff, CloseSignal, Jitter, Tokio, Tracked, VirtualClock, builder,
 };
 use stubborn_io::{ReconnectOptions, StubbornTcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -135,7 +135,7 @@ async fn ours(server: EchoServer, clock: Option<VirtualClock>) -> Client {
         },
         |addr, _ctx| async move { TcpStream::connect(addr).await.map(Tracked::new) },
     )
-    .retry_policy(RetryPolicy::Constant(RETRY_DELAY))
+    .retry_policy(Backoff::Constant(RETRY_DELAY))
     .jitter(Jitter::Off);
     let pc = match &clock {
         Some(clock) => pc.runtime(clock.runtime(Tokio::current())),
@@ -284,7 +284,7 @@ async fn driver_cycle(cycles: u32) -> (Duration, f64) {
         || async { Ok::<u16, io::Error>(7) },
         |_addr, _ctx| async { Ok::<CloseSignal, io::Error>(CloseSignal::new()) },
     )
-    .retry_policy(RetryPolicy::Constant(Duration::ZERO))
+    .retry_policy(Backoff::Constant(Duration::ZERO))
     .spawn();
     let mut conn = pc.connected().await;
     for _ in 0..cycles / 10 {

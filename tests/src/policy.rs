@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use persistent_connection::{Command, Config, Exponential, Input, Jitter, RetryPolicy};
+use persistent_connection::{Config, Exponential, Input, Jitter, RetryPolicy};
 
 use crate::script::{ByteReader, TestChecked, TestError, duration_from_byte, multiplier_from_byte};
 
@@ -106,8 +106,8 @@ pub fn check_bounds(jitter: Jitter, base: Duration) -> Result<(), String> {
     }
     let clamped = Duration::from_nanos(u64::try_from(base.as_nanos()).unwrap_or(u64::MAX));
     let pct = match jitter {
-        Jitter::Off => 0,
         Jitter::Uniform { percent } => u128::from(percent.min(100)),
+        _ => 0,
     };
     let spread = clamped.as_nanos() * pct / 100;
     if lo > clamped
@@ -131,27 +131,16 @@ pub fn check_machine_delays(
     seed: u64,
     attempts: u32,
 ) -> Result<(), String> {
-    let config = Config::new().retry_policy(policy).jitter(jitter).seed(seed);
-    let mut m = TestChecked::new(config);
+    let config = Config::new().retry_policy(policy).jitter(jitter);
+    let mut m = TestChecked::new(config, seed);
     let mut fetches = 0u32;
-    let mut timer = None;
     loop {
-        let (mut handler, mut fetch, mut delay) = (false, None, None);
-        while let Some(cmd) = m.poll().map_err(|v| v.to_string())? {
-            match cmd {
-                Command::Emit(_) => handler = true,
-                Command::Outcome(o) => handler |= o.is_reported(),
-                Command::StartTimer { timer: t, .. } => timer = Some(t),
-                Command::FetchAddress { attempt } => fetch = Some(attempt),
-                Command::ComputeRetryDelay {
-                    consecutive_failures,
-                } => delay = Some(consecutive_failures),
-                _ => {}
-            }
-        }
-        let input = if handler {
+        while m.poll().map_err(|v| v.to_string())?.is_some() {}
+        // What is owed comes from the checker's model.
+        let c = m.checker();
+        let input = if c.handler_running() {
             Input::EventHandled
-        } else if let Some(attempt) = fetch {
+        } else if let Some(attempt) = c.fetch_out() {
             fetches += 1;
             if fetches > attempts {
                 break;
@@ -160,9 +149,10 @@ pub fn check_machine_delays(
                 attempt,
                 result: Err(TestError((fetches % 2) as u8)),
             }
-        } else if let Some(n) = delay {
+        } else if c.delay_wanted() {
+            let n = m.machine().consecutive_failures();
             Input::RetryDelay(Duration::from_millis(100).saturating_mul(n.saturating_add(1)))
-        } else if let Some(t) = timer.take() {
+        } else if let Some(t) = c.timer_out() {
             Input::TimerFired(t)
         } else {
             return Err("the machine waits for nothing".into());

@@ -2,10 +2,11 @@
 //! Machine inputs, valid and invalid, runs them through a [`Checked`] Machine, and reports
 //! the first broken rule.
 //!
-//! The environment ([`Env`]) remembers what the Machine asked for (a handler to run, an
-//! address to fetch, a dial, a timer, a retry delay, a live connection, cancelled attempts
-//! whose results may still come), so an action like [`Action::Fetch`] answers the fetch
-//! that is out, and [`Action::Auto`] picks one of the valid answers. Invalid inputs come
+//! The environment ([`Env`]) asks the [`Checker`] what the Machine asked for (a handler to
+//! run, an address to fetch, a dial, a timer, a retry delay, a live connection, cancelled
+//! attempts whose results may still come): it keeps no model of its own. So an action like
+//! [`Action::Fetch`] answers the fetch that is out, and [`Action::Auto`] picks one of the
+//! valid answers. Invalid inputs come
 //! from actions that answer what was not asked ([`Action::WrongAttempt`],
 //! [`Action::FireStaleTimer`], a `Fetch` with no fetch out, ...). Stop inputs can also come
 //! in the middle of a batch ([`Action::StopMidBatch`]), as a `close()` from inside a
@@ -19,10 +20,10 @@ use std::fmt;
 use std::time::Duration;
 
 use persistent_connection::{
-    AttemptId, Command, Config, Exponential, Input, Jitter, Machine, Outcome, RetryPolicy, TimerId,
+    AttemptId, Command, Config, Event, Exponential, Input, Jitter, Machine, RetryPolicy, TimerId,
 };
 
-use crate::check::{Checked, Violation, violation};
+use crate::check::{Checked, Checker, Violation, violation};
 
 /// The address type of the test Machines: a replica number.
 pub type Address = u8;
@@ -51,14 +52,16 @@ pub type TestInput = Input<Address, TestConn, TestError>;
 pub type TestCommand = Command<Address, TestConn, TestError>;
 /// A test Machine with its checker.
 pub type TestChecked = Checked<Address, TestConn, TestError>;
+/// The checker of a test Machine.
+pub type TestChecker = Checker<Address, TestConn, TestError>;
 
 /// One of the three ways to stop a persistent connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopInput {
     /// `close()`.
     Close,
-    /// `abort(reason)`.
-    Abort(TestError),
+    /// `abort(reason)` (the Machine does not hold the reason).
+    Abort,
     /// `close_when_current_connection_is_closed()`.
     CloseWhenCurrentConnectionCloses,
 }
@@ -68,7 +71,7 @@ impl StopInput {
     pub fn input(self) -> TestInput {
         match self {
             StopInput::Close => Input::Close,
-            StopInput::Abort(e) => Input::Abort(e),
+            StopInput::Abort => Input::Abort,
             StopInput::CloseWhenCurrentConnectionCloses => {
                 Input::CloseWhenCurrentConnectionIsClosed
             }
@@ -93,7 +96,7 @@ pub enum Action {
     Dial(Result<(), TestError>),
     /// Fires the timer that is out (or a never-issued id if none is).
     FireTimer,
-    /// Fires a timer that an earlier `StartTimer` replaced (or id 0).
+    /// Fires a timer that has fired or been replaced by a later `StartTimer` (or id 0).
     FireStaleTimer(u8),
     /// Answers `ComputeRetryDelay` (or feeds a delay nobody asked for).
     Delay(Duration),
@@ -134,6 +137,8 @@ pub enum Action {
 pub struct Scenario {
     /// How the Machine is made.
     pub config: Config,
+    /// The seed of its jitter.
+    pub seed: u64,
     /// What happens to it. After the last action the script feeds `Close` and answers
     /// every request until the Machine finishes (R11: close always finishes).
     pub actions: Vec<Action>,
@@ -176,41 +181,42 @@ impl Report {
     fn count(&mut self, cmd: &TestCommand) {
         self.commands += 1;
         match cmd {
-            Command::Emit(persistent_connection::Event::AttemptingToConnect) => self.cycles += 1,
+            Command::Emit {
+                event: Event::AttemptingToConnect,
+                ..
+            } => self.cycles += 1,
             Command::FetchAddress { .. } => self.attempts += 1,
-            Command::Outcome(Outcome::Connected(_)) => self.connections += 1,
-            Command::Outcome(Outcome::Failed { error, repeated }) => {
-                if *repeated {
-                    self.repeated_failures += 1;
-                } else {
-                    self.failures += 1;
+            Command::Emit {
+                event: Event::Connected(_),
+                ..
+            } => self.connections += 1,
+            Command::Emit {
+                event: Event::FailedToConnect(error),
+                ..
+            } => {
+                self.failures += 1;
+                if error.is_timeout() {
+                    self.timeouts += 1;
                 }
+            }
+            Command::FailedAgain { error, .. } => {
+                self.repeated_failures += 1;
                 if error.is_timeout() {
                     self.timeouts += 1;
                 }
             }
             Command::CancelAttempt { .. } => self.cancels += 1,
-            Command::CloseConnection(_) => self.late_closed += 1,
+            Command::CloseConnection { .. } => self.late_closed += 1,
             _ => {}
         }
     }
 }
 
-/// What the environment owes the Machine, learnt from the commands it polled.
+/// The environment of a scripted Machine: it makes fresh connections and holds a stop armed
+/// for the next batch. What the Machine asked for comes from the [`Checker`]'s model.
 #[derive(Clone, Debug, Default)]
 pub struct Env {
-    handler: bool,
-    fetch: Option<AttemptId>,
-    dial: Option<AttemptId>,
-    delay_wanted: bool,
-    timer: Option<TimerId>,
-    max_timer: u64,
-    stale: Vec<TimerId>,
-    /// Cancelled attempts whose result may still come, and whether a dial was out.
-    cancelled: Vec<(AttemptId, bool)>,
-    live: Option<(TestConn, AttemptId)>,
     next_conn: u64,
-    finished: bool,
     mid_stop: Option<(u8, StopInput)>,
 }
 
@@ -314,10 +320,10 @@ impl<'a> ByteReader<'a> {
     }
 }
 
-/// A configuration from bytes: the policy (constant, exponential with any parameters,
-/// gRPC's, custom), the jitter (standard, off, any percent), the seed and the connect
-/// timeout (off, or any duration of [`duration_from_byte`]).
-pub fn config_from_bytes(r: &mut ByteReader<'_>) -> Config {
+/// A configuration and a seed from bytes: the policy (constant, exponential with any
+/// parameters, gRPC's, custom), the jitter (standard, off, any percent), the seed and the
+/// connect timeout (off, or any duration of [`duration_from_byte`]).
+pub fn config_from_bytes(r: &mut ByteReader<'_>) -> (Config, u64) {
     let policy = match r.u8() % 4 {
         0 => RetryPolicy::Constant(duration_from_byte(r.u8())),
         1 => RetryPolicy::Exponential(Exponential {
@@ -336,17 +342,17 @@ pub fn config_from_bytes(r: &mut ByteReader<'_>) -> Config {
     let seed = r.u64();
     let t = r.u8();
     let timeout = (t % 3 != 0).then(|| duration_from_byte(t / 3));
-    Config::new()
+    let config = Config::new()
         .retry_policy(policy)
         .jitter(jitter)
-        .seed(seed)
-        .connect_timeout(timeout)
+        .connect_timeout(timeout);
+    (config, seed)
 }
 
 fn stop_from_byte(b: u8) -> StopInput {
     match b % 3 {
         0 => StopInput::Close,
-        1 => StopInput::Abort(TestError((b >> 2) % 4)),
+        1 => StopInput::Abort,
         _ => StopInput::CloseWhenCurrentConnectionCloses,
     }
 }
@@ -394,24 +400,23 @@ impl Scenario {
     /// action ([`action_from_bytes`]). Every byte string is a scenario.
     pub fn from_bytes(data: &[u8]) -> Scenario {
         let mut r = ByteReader::new(data);
-        let config = config_from_bytes(&mut r);
+        let (config, seed) = config_from_bytes(&mut r);
         let mut actions = Vec::new();
         while !r.is_empty() {
             actions.push(action_from_bytes(&mut r));
         }
-        Scenario { config, actions }
+        Scenario {
+            config,
+            seed,
+            actions,
+        }
     }
 }
 
 impl Env {
-    /// An environment with nothing owed.
+    /// An environment with no connection made yet and no stop armed.
     pub fn new() -> Self {
         Env::default()
-    }
-
-    /// Whether the Machine has finished.
-    pub fn finished(&self) -> bool {
-        self.finished
     }
 
     /// Takes the stop armed by [`Action::StopMidBatch`], if any.
@@ -424,51 +429,67 @@ impl Env {
         TestConn(self.next_conn)
     }
 
-    fn latest(machine: &TestMachine) -> AttemptId {
-        machine.attempt().unwrap_or(AttemptId(1))
+    fn latest(checker: &TestChecker) -> AttemptId {
+        checker.latest_attempt().unwrap_or(AttemptId(1))
     }
 
-    /// The input for `action`, given what is owed; `None` for an action that feeds nothing
-    /// ([`Action::StopMidBatch`]).
-    pub fn input_for(&mut self, action: &Action, machine: &TestMachine) -> Option<TestInput> {
+    /// A timer that has fired or been replaced (or id 0 if there is none), picked by `i`.
+    fn stale_timer(checker: &TestChecker, i: u8) -> TimerId {
+        let out = checker.timer_out();
+        let stale: u64 = checker.newest_timer() - u64::from(out.is_some());
+        if stale == 0 {
+            return TimerId(0);
+        }
+        // The `i`-th (modulo) id of 1..=newest, skipping the one out.
+        let mut id = 1 + u64::from(i) % stale;
+        if out.is_some_and(|t| t.0 <= id) {
+            id += 1;
+        }
+        TimerId(id)
+    }
+
+    /// The input for `action`, given what the checker says is owed; `None` for an action
+    /// that feeds nothing ([`Action::StopMidBatch`]).
+    pub fn input_for(&mut self, action: &Action, checker: &TestChecker) -> Option<TestInput> {
         let input = match *action {
-            Action::Auto(b) => self.auto(b, machine),
+            Action::Auto(b) => self.auto(b, checker),
             Action::HandleEvent => Input::EventHandled,
             Action::Fetch(result) => Input::AddressObtained {
-                attempt: self.fetch.unwrap_or_else(|| Self::latest(machine)),
+                attempt: checker.fetch_out().unwrap_or_else(|| Self::latest(checker)),
                 result,
             },
             Action::Dial(result) => {
-                let attempt = self.dial.unwrap_or_else(|| Self::latest(machine));
+                let attempt = checker.dial_out().unwrap_or_else(|| Self::latest(checker));
                 let result = match result {
                     Ok(()) => Ok(self.fresh_conn()),
                     Err(e) => Err(e),
                 };
                 Input::Dialed { attempt, result }
             }
-            Action::FireTimer => {
-                Input::TimerFired(self.timer.unwrap_or(TimerId(self.max_timer + 1)))
-            }
-            Action::FireStaleTimer(i) => Input::TimerFired(if self.stale.is_empty() {
-                TimerId(0)
-            } else {
-                self.stale[usize::from(i) % self.stale.len()]
-            }),
+            Action::FireTimer => Input::TimerFired(
+                checker
+                    .timer_out()
+                    .unwrap_or(TimerId(checker.newest_timer() + 1)),
+            ),
+            Action::FireStaleTimer(i) => Input::TimerFired(Self::stale_timer(checker, i)),
             Action::Delay(d) => Input::RetryDelay(d),
             Action::ConnectionCloses => Input::ConnectionClosed {
-                attempt: self.live.map_or_else(|| Self::latest(machine), |(_, a)| a),
+                attempt: checker
+                    .live_connection()
+                    .map_or_else(|| Self::latest(checker), |(_, a)| *a),
             },
             Action::Late { index, dial, ok } => {
-                let attempt = if self.cancelled.is_empty() {
+                let late = checker.late_results();
+                let attempt = if late.is_empty() {
                     AttemptId(0)
                 } else {
-                    self.cancelled[usize::from(index) % self.cancelled.len()].0
+                    late[usize::from(index) % late.len()].0
                 };
                 self.result_for(attempt, dial, ok, index)
             }
             Action::WrongAttempt { kind, offset } => {
                 let attempt = AttemptId(
-                    Self::latest(machine)
+                    Self::latest(checker)
                         .0
                         .wrapping_add(u64::from(offset))
                         .wrapping_sub(4),
@@ -519,17 +540,19 @@ impl Env {
         }
     }
 
-    fn auto(&mut self, b: u8, machine: &TestMachine) -> TestInput {
+    /// A valid answer to one of the requests the checker says are out, picked and shaped
+    /// by `b`; `EventHandled` (to be rejected) when nothing is out.
+    pub fn auto(&mut self, b: u8, checker: &TestChecker) -> TestInput {
         let mut owed = [Owed::Handler; 7];
         let mut n = 0;
         for (yes, what) in [
-            (self.handler, Owed::Handler),
-            (self.fetch.is_some(), Owed::Fetch),
-            (self.dial.is_some(), Owed::Dial),
-            (self.delay_wanted, Owed::Delay),
-            (self.timer.is_some(), Owed::Timer),
-            (self.live.is_some(), Owed::Closes),
-            (!self.cancelled.is_empty(), Owed::Late),
+            (checker.handler_running(), Owed::Handler),
+            (checker.fetch_out().is_some(), Owed::Fetch),
+            (checker.dial_out().is_some(), Owed::Dial),
+            (checker.delay_wanted(), Owed::Delay),
+            (checker.timer_out().is_some(), Owed::Timer),
+            (checker.live_connection().is_some(), Owed::Closes),
+            (!checker.late_results().is_empty(), Owed::Late),
         ] {
             if yes {
                 owed[n] = what;
@@ -543,7 +566,7 @@ impl Env {
         match owed[usize::from(b) % n] {
             Owed::Handler => Input::EventHandled,
             Owed::Fetch => Input::AddressObtained {
-                attempt: self.fetch.unwrap_or_else(|| Self::latest(machine)),
+                attempt: checker.fetch_out().unwrap_or_else(|| Self::latest(checker)),
                 result: if v % 4 == 3 {
                     Err(TestError((v >> 2) % 3))
                 } else {
@@ -551,7 +574,7 @@ impl Env {
                 },
             },
             Owed::Dial => {
-                let attempt = self.dial.unwrap_or_else(|| Self::latest(machine));
+                let attempt = checker.dial_out().unwrap_or_else(|| Self::latest(checker));
                 let result = if v % 2 == 0 {
                     Ok(self.fresh_conn())
                 } else {
@@ -569,114 +592,36 @@ impl Env {
                 6 => Duration::from_millis(u64::from(v) * 7),
                 _ => duration_from_byte(v),
             }),
-            Owed::Timer => Input::TimerFired(self.timer.unwrap_or(TimerId(0))),
+            Owed::Timer => Input::TimerFired(checker.timer_out().unwrap_or(TimerId(0))),
             Owed::Closes => Input::ConnectionClosed {
-                attempt: self.live.map_or_else(|| Self::latest(machine), |(_, a)| a),
+                attempt: checker
+                    .live_connection()
+                    .map_or_else(|| Self::latest(checker), |(_, a)| *a),
             },
             Owed::Late => {
-                let (attempt, dial) = self.cancelled[usize::from(v) % self.cancelled.len()];
+                let late = checker.late_results();
+                let (attempt, dial) = late[usize::from(v) % late.len()];
                 self.result_for(attempt, dial, v & 1 == 0, v)
             }
         }
     }
-
-    /// Learns what the Machine asks for from one command it yielded.
-    pub fn observe(&mut self, cmd: &TestCommand, machine: &TestMachine) {
-        match cmd {
-            Command::Emit(_) => self.handler = true,
-            Command::Outcome(o) => {
-                if o.is_reported() {
-                    self.handler = true;
-                }
-                if let Outcome::Connected(c) = o {
-                    self.live = Some((*c, machine.current_attempt().unwrap_or(AttemptId(0))));
-                }
-            }
-            Command::ComputeRetryDelay { .. } => self.delay_wanted = true,
-            Command::StartTimer { timer, .. } => {
-                if let Some(old) = self.timer.replace(*timer) {
-                    if self.stale.len() == 8 {
-                        self.stale.remove(0);
-                    }
-                    self.stale.push(old);
-                }
-                self.max_timer = self.max_timer.max(timer.0);
-            }
-            Command::FetchAddress { attempt } => self.fetch = Some(*attempt),
-            Command::Dial { attempt, .. } => self.dial = Some(*attempt),
-            Command::CancelAttempt { attempt } => {
-                let dial = self.dial == Some(*attempt);
-                if self.fetch == Some(*attempt) {
-                    self.fetch = None;
-                }
-                if dial {
-                    self.dial = None;
-                }
-                if self.cancelled.len() == 16 {
-                    self.cancelled.remove(0);
-                }
-                self.cancelled.push((*attempt, dial));
-            }
-            Command::CloseConnection(_) => {}
-            Command::Finished => {
-                self.finished = true;
-                self.timer = None;
-            }
-        }
-    }
-
-    /// Learns from the Machine's answer to an input (what it took is no longer owed).
-    pub fn after_feed(&mut self, input: &TestInput, accepted: bool) {
-        if !accepted {
-            return;
-        }
-        match input {
-            Input::AddressObtained { attempt, .. } | Input::Dialed { attempt, .. } => {
-                if self.fetch == Some(*attempt) {
-                    self.fetch = None;
-                } else if self.dial == Some(*attempt) {
-                    self.dial = None;
-                } else {
-                    self.cancelled.retain(|(a, _)| a != attempt);
-                }
-            }
-            Input::TimerFired(t) => {
-                if self.timer == Some(*t) {
-                    self.timer = None;
-                }
-            }
-            Input::EventHandled => self.handler = false,
-            Input::RetryDelay(_) => self.delay_wanted = false,
-            Input::ConnectionClosed { .. } => self.live = None,
-            Input::Close | Input::Abort(_) | Input::CloseWhenCurrentConnectionIsClosed => {}
-        }
-    }
 }
 
-/// Feeds one input through the checker and tells the environment what became of it.
-fn feed(
-    checked: &mut TestChecked,
-    env: &mut Env,
-    report: &mut Report,
-    input: TestInput,
-) -> Result<(), Violation> {
-    let copy = crate::check::clone_input(&input);
+/// Feeds one input through the checker and counts it.
+fn feed(checked: &mut TestChecked, report: &mut Report, input: TestInput) -> Result<(), Violation> {
     report.inputs += 1;
-    let result = checked.feed(input)?;
-    if result.is_err() {
-        report.rejected += 1;
-    }
-    env.after_feed(&copy, result.is_ok());
     // A rejected connection is handed back: it is ours to close (the checker has already
     // checked that it came back unchanged).
+    if checked.feed(input)?.is_err() {
+        report.rejected += 1;
+    }
     Ok(())
 }
 
-/// Polls until the Machine is quiet, telling `env` about each command. A stop armed with
+/// Polls until the Machine is quiet, counting each command. A stop armed with
 /// [`Action::StopMidBatch`] is fed after that many commands.
 pub fn drain(
     checked: &mut TestChecked,
-    env: &mut Env,
     report: &mut Report,
     mut mid: Option<(u8, StopInput)>,
 ) -> Result<(), Violation> {
@@ -688,7 +633,7 @@ pub fn drain(
                 if checked.machine().peek_command().is_some() {
                     report.mid_batch_stops += 1;
                 }
-                feed(checked, env, report, stop.input())?;
+                feed(checked, report, stop.input())?;
             }
         }
         match checked.poll()? {
@@ -697,15 +642,14 @@ pub fn drain(
                 report.max_failures = report
                     .max_failures
                     .max(checked.machine().consecutive_failures());
-                env.observe(&cmd, checked.machine());
                 polled = polled.saturating_add(1);
             }
             None => break,
         }
     }
     if let Some((_, stop)) = mid {
-        feed(checked, env, report, stop.input())?;
-        drain(checked, env, report, None)?;
+        feed(checked, report, stop.input())?;
+        drain(checked, report, None)?;
     }
     Ok(())
 }
@@ -716,26 +660,26 @@ const WIND_DOWN_STEPS: u32 = 64;
 /// Runs a scenario through a checked Machine: every action, then `Close` and valid answers
 /// until the Machine finishes. Returns what happened, or the first broken rule.
 pub fn run_scenario(scenario: &Scenario) -> Result<Report, Violation> {
-    let mut checked = TestChecked::new(scenario.config);
+    let mut checked = TestChecked::new(scenario.config, scenario.seed);
     let mut env = Env::new();
     let mut report = Report::default();
-    drain(&mut checked, &mut env, &mut report, None)?;
+    drain(&mut checked, &mut report, None)?;
     for action in &scenario.actions {
-        let Some(input) = env.input_for(action, checked.machine()) else {
+        let Some(input) = env.input_for(action, checked.checker()) else {
             continue;
         };
-        feed(&mut checked, &mut env, &mut report, input)?;
+        feed(&mut checked, &mut report, input)?;
         let mid = env.take_mid_stop();
-        drain(&mut checked, &mut env, &mut report, mid)?;
+        drain(&mut checked, &mut report, mid)?;
     }
-    report.finished_early = env.finished();
+    report.finished_early = checked.checker().finished();
     // R11: close always finishes once the handlers run and the connection closes.
-    if !env.finished() {
-        feed(&mut checked, &mut env, &mut report, Input::Close)?;
-        drain(&mut checked, &mut env, &mut report, None)?;
+    if !checked.checker().finished() {
+        feed(&mut checked, &mut report, Input::Close)?;
+        drain(&mut checked, &mut report, None)?;
     }
     let mut step = 0u32;
-    while !env.finished() {
+    while !checked.checker().finished() {
         if step == WIND_DOWN_STEPS {
             let mut v = violation(
                 "R11 close",
@@ -745,9 +689,9 @@ pub fn run_scenario(scenario: &Scenario) -> Result<Report, Violation> {
             return Err(v);
         }
         // Answer everything but late results, in turn.
-        let input = env.auto((step % 6) as u8, checked.machine());
-        feed(&mut checked, &mut env, &mut report, input)?;
-        drain(&mut checked, &mut env, &mut report, None)?;
+        let input = env.auto((step % 6) as u8, checked.checker());
+        feed(&mut checked, &mut report, input)?;
+        drain(&mut checked, &mut report, None)?;
         step += 1;
     }
     Ok(report)

@@ -18,7 +18,7 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use persistent_connection::{
-    AttemptId, Command, Config, Exponential, Input, Jitter, Outcome, RetryPolicy, State, TimerId,
+    AttemptId, Command, Config, Event, Exponential, Input, Jitter, RetryPolicy, State, TimerId,
 };
 
 use crate::check::Violation;
@@ -170,12 +170,13 @@ enum Ev {
     Check,
 }
 
-/// One Machine of the swarm and what its environment knows.
+/// One Machine of the swarm and what its environment decided (what the Machine asked for,
+/// and which connection is live, come from the checker's model).
 struct Node {
     m: TestChecked,
     custom_base: Duration,
     has_timeout: bool,
-    live: Option<(TestConn, AttemptId)>,
+    /// Cancelled attempts whose result the cancel stopped for good.
     dropped: Vec<AttemptId>,
     replica: u8,
     stop: Option<StopInput>,
@@ -204,7 +205,8 @@ struct Swarm {
     report: SwarmReport,
 }
 
-fn random_config(rng: &mut Rng) -> (Config, Duration) {
+/// A configuration, the custom policy's base delay and a jitter seed.
+fn random_config(rng: &mut Rng) -> (Config, Duration, u64) {
     let ms = |rng: &mut Rng, lo: u64, hi: u64| Duration::from_millis(lo + rng.below(hi - lo + 1));
     let custom_base = ms(rng, 20, 300);
     let policy = match rng.below(4) {
@@ -225,12 +227,12 @@ fn random_config(rng: &mut Rng) -> (Config, Duration) {
     // A timeout longer than a fetch, a handler and a dial together (63 ms), so that once
     // the faults stop, attempts succeed.
     let timeout = rng.chance(0.5).then(|| ms(rng, 80, 500));
+    let seed = rng.next_u64();
     let config = Config::new()
         .retry_policy(policy)
         .jitter(jitter)
-        .seed(rng.next_u64())
         .connect_timeout(timeout);
-    (config, custom_base)
+    (config, custom_base, seed)
 }
 
 impl Swarm {
@@ -279,32 +281,29 @@ impl Swarm {
 
     fn carry_out(&mut self, i: usize, cmd: Command<u8, TestConn, TestError>) {
         match cmd {
-            Command::Emit(_) => {
+            Command::Emit { event, .. } => {
                 let t = self.handler_time();
                 self.q.schedule(t, (i, Ev::HandlerDone));
-            }
-            Command::Outcome(o) => {
-                if o.is_reported() {
-                    let t = self.handler_time();
-                    self.q.schedule(t, (i, Ev::HandlerDone));
-                }
-                match o {
-                    Outcome::Connected(c) => {
-                        self.report.connections += 1;
-                        let attempt = self.nodes[i].m.machine().current_attempt();
-                        self.nodes[i].live = Some((c, attempt.unwrap_or(AttemptId(0))));
-                    }
-                    Outcome::Failed { error, .. } => {
+                match event {
+                    Event::Connected(_) => self.report.connections += 1,
+                    Event::FailedToConnect(error) => {
                         self.report.failures += 1;
                         if error.is_timeout() {
                             self.report.timeouts += 1;
                         }
                     }
-                    Outcome::Closed | Outcome::Aborted(_) => {}
+                    _ => {}
+                }
+            }
+            Command::FailedAgain { error, .. } => {
+                self.report.failures += 1;
+                if error.is_timeout() {
+                    self.report.timeouts += 1;
                 }
             }
             Command::ComputeRetryDelay {
                 consecutive_failures,
+                ..
             } => {
                 let d = self.nodes[i].custom_delay(consecutive_failures);
                 self.q.schedule(Duration::ZERO, (i, Ev::Delay(d)));
@@ -368,22 +367,24 @@ impl Swarm {
                     self.nodes[i].dropped.push(attempt);
                 }
             }
-            Command::CloseConnection(c) => {
-                if self.nodes[i].live.is_some_and(|(l, _)| l == c) {
+            Command::CloseConnection { connection, .. } => {
+                if self.live(i).is_some_and(|(l, _)| l == connection) {
                     let t = self.rng.duration(Duration::ZERO, CLOSE_MAX);
-                    self.q.schedule(t, (i, Ev::CloseDone(c)));
+                    self.q.schedule(t, (i, Ev::CloseDone(connection)));
                 }
             }
-            Command::Finished => {}
+            Command::Stopped(_) | Command::Finished => {}
         }
     }
 
+    /// The connection handed out and not yet reported closed, as the checker knows it.
+    fn live(&self, i: usize) -> Option<(TestConn, AttemptId)> {
+        self.nodes[i].m.checker().live_connection().copied()
+    }
+
     fn closes(&mut self, i: usize, c: TestConn) -> Result<(), String> {
-        match self.nodes[i].live {
-            Some((l, attempt)) if l == c => {
-                self.nodes[i].live = None;
-                self.feed(i, Input::ConnectionClosed { attempt })
-            }
+        match self.live(i) {
+            Some((l, attempt)) if l == c => self.feed(i, Input::ConnectionClosed { attempt }),
             _ => Ok(()),
         }
     }
@@ -450,12 +451,12 @@ impl Swarm {
                 .checker()
                 .latest_attempt_base_delay()
                 .unwrap_or(Duration::ZERO);
-            let timeout = m.config().get_connect_timeout().unwrap_or_default();
+            let timeout = m.config().connect_timeout.unwrap_or_default();
             let ops = FETCH_MAX + DIAL_MAX;
             // 1.3 for the standard jitter; 1 + percent/100 in general.
-            let spread = match m.config().get_jitter() {
-                Jitter::Off => 1.0,
+            let spread = match m.config().jitter {
                 Jitter::Uniform { percent } => 1.0 + f64::from(percent.min(100)) / 100.0,
+                _ => 1.0,
             };
             let wait = base.mul_f64(spread).max(timeout).max(ops + 2 * HANDLER_MAX);
             let bound = wait + ops + 4 * HANDLER_MAX + Duration::from_millis(1);
@@ -494,21 +495,20 @@ pub fn run_swarm(
         report: SwarmReport::default(),
     };
     for i in 0..machines {
-        let (config, custom_base) = random_config(&mut swarm.rng);
+        let (config, custom_base, jitter_seed) = random_config(&mut swarm.rng);
         let stop = swarm.rng.chance(faults.stopped).then(|| {
             let at = swarm.rng.duration(Duration::ZERO, fault_window);
             let kind = match swarm.rng.below(5) {
                 0..=2 => StopInput::Close,
-                3 => StopInput::Abort(TestError(9)),
+                3 => StopInput::Abort,
                 _ => StopInput::CloseWhenCurrentConnectionCloses,
             };
             (at, kind)
         });
         swarm.nodes.push(Node {
-            m: TestChecked::new(config),
+            m: TestChecked::new(config, jitter_seed),
             custom_base,
-            has_timeout: config.get_connect_timeout().is_some(),
-            live: None,
+            has_timeout: config.connect_timeout.is_some(),
             dropped: Vec::new(),
             replica: 0,
             stop: stop.map(|(_, k)| k),
@@ -545,11 +545,12 @@ pub fn run_swarm(
     for i in 0..swarm.nodes.len() {
         let node = &swarm.nodes[i];
         let m = node.m.machine();
+        let live = node.m.checker().live_connection();
         let fine = match node.stop {
             None => node.checked_connected && m.state() == State::Connected,
             Some(_) if node.close_fed => m.is_finished(),
             // abort / close_when_current_connection_is_closed keep a live connection.
-            Some(_) => m.is_finished() || (m.state() == State::Closing && node.live.is_some()),
+            Some(_) => m.is_finished() || (m.state() == State::Closing && live.is_some()),
         };
         if !fine {
             let v = crate::check::violation(
@@ -558,7 +559,7 @@ pub fn run_swarm(
                     "at the end: state {:?}, stop {:?}, live {:?}, checked connected {}",
                     m.state(),
                     node.stop,
-                    node.live,
+                    live,
                     node.checked_connected
                 ),
             );

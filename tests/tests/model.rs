@@ -1,15 +1,20 @@
-//! Model-based property tests of the Machine: random configurations (constant, exponential
-//! including gRPC's, and custom policies; any seed; jitter on, off or odd; connect timeouts
-//! on and off) and random input sequences, valid and invalid, checked after every input
-//! and every command by the [`Checker`](persistent_connection_tests::check::Checker).
+//! Checks R1 (cycle), R2 (attempt), R3 (outcomes), R4 (failure), R5 (success), R6
+//! (handlers), R7 (retry delay), R11 (close), R12 (abort) and R16 (bad input) of
+//! CONTRACT.md, and the connect timeout, with model-based property tests of the Machine:
+//! random configurations (constant, exponential including gRPC's, and custom policies; any
+//! seed; jitter on, off or odd; connect timeouts on and off) and random input sequences,
+//! valid and invalid, checked after every input and every command by the one
+//! [`Checker`](persistent_connection_tests::check::Checker).
 //!
 //! A failing case prints the rule, the step and the last steps before it; proptest shrinks
 //! it to a short action list.
 
 use std::time::Duration;
 
-use persistent_connection::{Command, Config, Event, Exponential, Input, Jitter, RetryPolicy};
-use persistent_connection_tests::check::{Checker, clone_command};
+use persistent_connection::{
+    AttemptId, Command, Config, Event, Exponential, Failure, Input, Jitter, RetryPolicy, StopKind,
+};
+use persistent_connection_tests::check::Checker;
 use persistent_connection_tests::policy::check_machine_delays;
 use persistent_connection_tests::rng::Rng;
 use persistent_connection_tests::script::{
@@ -53,24 +58,24 @@ fn jitter() -> impl Strategy<Value = Jitter> {
     ]
 }
 
-fn config_with(timeout: impl Strategy<Value = Option<Duration>>) -> impl Strategy<Value = Config> {
+/// A configuration and a jitter seed.
+fn config_with(
+    timeout: impl Strategy<Value = Option<Duration>>,
+) -> impl Strategy<Value = (Config, u64)> {
     (policy(), jitter(), any::<u64>(), timeout).prop_map(|(p, j, seed, t)| {
-        Config::new()
-            .retry_policy(p)
-            .jitter(j)
-            .seed(seed)
-            .connect_timeout(t)
+        let config = Config::new().retry_policy(p).jitter(j).connect_timeout(t);
+        (config, seed)
     })
 }
 
-fn config() -> impl Strategy<Value = Config> {
+fn config() -> impl Strategy<Value = (Config, u64)> {
     config_with(prop::option::of(duration()))
 }
 
 fn stop() -> impl Strategy<Value = StopInput> {
     prop_oneof![
         Just(StopInput::Close),
-        (0u8..4).prop_map(|e| StopInput::Abort(TestError(e))),
+        Just(StopInput::Abort),
         Just(StopInput::CloseWhenCurrentConnectionCloses),
     ]
 }
@@ -98,8 +103,13 @@ fn action() -> impl Strategy<Value = Action> {
     ]
 }
 
-fn run(config: Config, actions: Vec<Action>) -> Result<Report, TestCaseError> {
-    run_scenario(&Scenario { config, actions }).map_err(|v| TestCaseError::fail(v.to_string()))
+fn run((config, seed): (Config, u64), actions: Vec<Action>) -> Result<Report, TestCaseError> {
+    run_scenario(&Scenario {
+        config,
+        seed,
+        actions,
+    })
+    .map_err(|v| TestCaseError::fail(v.to_string()))
 }
 
 proptest! {
@@ -215,7 +225,6 @@ fn scripts_reach_every_kind_of_step() {
                 2 => RetryPolicy::Custom,
                 _ => RetryPolicy::Constant(Duration::ZERO),
             })
-            .seed(case)
             .connect_timeout((case % 3 != 0).then(|| Duration::from_millis(500 * (case % 5))));
         let mut actions = Vec::new();
         for _ in 0..200 {
@@ -237,7 +246,12 @@ fn scripts_reach_every_kind_of_step() {
                 _ => Action::Auto(b),
             });
         }
-        let r = run_scenario(&Scenario { config, actions }).unwrap_or_else(|v| panic!("{v}"));
+        let r = run_scenario(&Scenario {
+            config,
+            seed: case,
+            actions,
+        })
+        .unwrap_or_else(|v| panic!("{v}"));
         total.inputs += r.inputs;
         total.rejected += r.rejected;
         total.cycles += r.cycles;
@@ -280,35 +294,50 @@ fn r7_grpc_backoff_numbers() {
 fn checker_catches_commands_that_break_rules() {
     type Cmd = Command<u8, TestConn, TestError>;
     let config = Config::new();
-    let bad: [(&str, Vec<Cmd>); 6] = [
+    let a1 = Some(AttemptId(1));
+    let bad: Vec<(&str, Vec<Cmd>)> = vec![
         (
             "two A in a row",
-            vec![Command::Emit(Event::AttemptingToConnect)],
+            vec![Command::Emit {
+                event: Event::AttemptingToConnect,
+                attempt: None,
+            }],
         ),
         (
             "Connected without a dial",
-            vec![Command::Outcome(persistent_connection::Outcome::Connected(
-                TestConn(9),
-            ))],
+            vec![Command::Emit {
+                event: Event::Connected(TestConn(9)),
+                attempt: a1,
+            }],
+        ),
+        (
+            "a failure without an attempt",
+            vec![Command::FailedAgain {
+                attempt: AttemptId(1),
+                error: Failure::Error(TestError(1)),
+            }],
         ),
         (
             "close of an unknown connection",
-            vec![Command::CloseConnection(TestConn(9))],
+            vec![Command::CloseConnection {
+                attempt: AttemptId(1),
+                connection: TestConn(9),
+            }],
         ),
         ("Finished without a stop", vec![Command::Finished]),
         (
             "fetch while the handler runs",
             vec![Command::FetchAddress {
-                attempt: persistent_connection::AttemptId(1),
+                attempt: AttemptId(1),
             }],
         ),
         (
             "a stop outcome without a stop",
-            vec![Command::Outcome(persistent_connection::Outcome::Closed)],
+            vec![Command::Stopped(StopKind::Close)],
         ),
     ];
     for (what, cmds) in bad {
-        let mut m = TestMachine::new(config);
+        let mut m = TestMachine::new(config, 0);
         let mut checker = Checker::new(config);
         let first = m.poll_command();
         checker
@@ -316,16 +345,49 @@ fn checker_catches_commands_that_break_rules() {
             .expect("the real first command is fine");
         let mut caught = false;
         for cmd in &cmds {
-            if checker.after_poll(&m, Some(&clone_command(cmd))).is_err() {
+            if checker.after_poll(&m, Some(cmd)).is_err() {
                 caught = true;
             }
         }
         assert!(caught, "the checker missed: {what}");
     }
+    // Commands that name the wrong attempt, after a real start: the first attempt's timer
+    // and fetch are polled, its address is fed, then a made-up ObtainedAddress names
+    // attempt 2.
+    let mut m = TestMachine::new(config.jitter(Jitter::Off), 0);
+    let mut checker = Checker::new(config.jitter(Jitter::Off));
+    let step = |m: &mut TestMachine, checker: &mut Checker<u8, TestConn, TestError>, input| {
+        let p = checker.before_input(m, &input).unwrap();
+        let r = m.handle_input(input);
+        checker.after_input(m, p, &r).unwrap();
+    };
+    let first = m.poll_command();
+    checker.after_poll(&m, first.as_ref()).unwrap();
+    checker.after_poll(&m, None).unwrap();
+    step(&mut m, &mut checker, Input::EventHandled);
+    while let Some(cmd) = m.poll_command() {
+        checker.after_poll(&m, Some(&cmd)).unwrap();
+    }
+    checker.after_poll(&m, None).unwrap();
+    step(
+        &mut m,
+        &mut checker,
+        Input::AddressObtained {
+            attempt: AttemptId(1),
+            result: Ok(3),
+        },
+    );
+    let wrong: Cmd = Command::Emit {
+        event: Event::ObtainedAddress(3),
+        attempt: Some(AttemptId(2)),
+    };
+    let v = checker.after_poll(&m, Some(&wrong)).unwrap_err();
+    assert_eq!(v.rule, "R2 attempt", "{v}");
+
     // And a real violation of R16: an input the machine took although nothing asked for it
     // is caught when the model disagrees. Feed EventHandled twice to a real machine: the
     // second is rejected, as the model says.
-    let mut m = TestMachine::new(config);
+    let mut m = TestMachine::new(config, 0);
     let mut checker = Checker::new(config);
     let first = m.poll_command();
     checker.after_poll(&m, first.as_ref()).unwrap();
@@ -364,7 +426,7 @@ fn r7_jitter_bounds_contain_every_delay_the_machine_uses() {
             let config = Config::new()
                 .retry_policy(RetryPolicy::Constant(base))
                 .jitter(jitter);
-            let mut m = TestMachine::new(config);
+            let mut m = TestMachine::new(config, 0);
             while m.poll_command().is_some() {}
             m.handle_input(Input::EventHandled).unwrap();
             while m.poll_command().is_some() {}
@@ -382,12 +444,12 @@ fn r7_jitter_bounds_contain_every_delay_the_machine_uses() {
 /// a Custom policy stopped while it waited for its delay never had one.
 ///
 /// Replay: `Config::new().retry_policy(RetryPolicy::Custom)`; poll `Emit(A)`, feed
-/// `EventHandled`, poll `ComputeRetryDelay`, feed `Close`, drain (`Outcome(Closed)`,
-/// `Finished`): `retry_delay()` is `Some(0ns)` (after earlier attempts: the previous
-/// attempt's delay), expected `None`, as it is while the delay is awaited.
+/// `EventHandled`, poll `ComputeRetryDelay`, feed `Close`, drain (`Stopped(Close)`,
+/// `Finished`): `retry_delay()` must be `None`, as it is while the delay is awaited (it
+/// once was `Some(0ns)`, or the previous attempt's delay).
 #[test]
 fn retry_delay_is_none_for_an_attempt_stopped_before_its_delay() {
-    let mut m = TestMachine::new(Config::new().retry_policy(RetryPolicy::Custom));
+    let mut m = TestMachine::new(Config::new().retry_policy(RetryPolicy::Custom), 0);
     while m.poll_command().is_some() {}
     m.handle_input(Input::EventHandled).unwrap();
     assert!(matches!(

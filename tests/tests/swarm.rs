@@ -1,8 +1,10 @@
-//! The seeded swarm simulation: many Machines on virtual time with faults drawn per seed
-//! (fetches and dials fail or hang, connections die young, closes and aborts come at
-//! random moments), every step checked by the rule checker; once the faults stop, every
-//! Machine not stopped must be connected within `1.3 x` its retry delay (or its connect
-//! timeout) plus the fetch, dial and handler times, and stay connected.
+//! Checks R1 (cycle) through R7 (retry delay), R11 (close), R12 (abort) and R16 (bad input)
+//! of CONTRACT.md under faults, and R7's recovery bound, with the seeded swarm simulation:
+//! many Machines on virtual time with faults drawn per seed (fetches and dials fail or hang,
+//! connections die young, closes and aborts come at random moments), every step checked by
+//! the one rule checker; once the faults stop, every Machine not stopped must be connected
+//! within `1.3 x` its retry delay (or its connect timeout) plus the fetch, dial and handler
+//! times, and stay connected.
 //!
 //! A failure prints the seed; replay it alone with
 //! `SWARM_SEED=<seed> cargo test -p persistent-connection-tests --test swarm`.
@@ -15,7 +17,7 @@ const SEEDS: u64 = 300;
 const MACHINES: usize = 24;
 const FAULT_WINDOW: Duration = Duration::from_secs(20);
 
-/// R1..R12, R16 under faults, and R7's recovery bound once the faults stop.
+/// R1..R7, R11, R12, R16 under faults, and R7's recovery bound once the faults stop.
 #[test]
 fn r7_swarm_keeps_the_rules_and_reconnects_once_faults_stop() {
     let seeds: Vec<u64> = match std::env::var("SWARM_SEED") {

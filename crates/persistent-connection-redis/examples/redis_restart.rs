@@ -21,7 +21,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use persistent_connection_redis::{Exponential, PersistentRedis, RetryPolicy};
+use persistent_connection_redis::{Backoff, Exponential, PersistentRedis};
 use redis::aio::ConnectionManager;
 use support::{RedisServer, ScratchDir};
 
@@ -94,7 +94,7 @@ async fn main() {
         async move { Ok(address) }
     };
     let pc_exp: PersistentRedis = persistent_connection_redis::builder("exp", get_address.clone())
-        .retry_policy(RetryPolicy::Exponential(Exponential {
+        .retry_policy(Backoff::Exponential(Exponential {
             initial: Duration::from_millis(100),
             multiplier: 2.0,
             max: Duration::from_secs(10),

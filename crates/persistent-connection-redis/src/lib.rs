@@ -51,6 +51,14 @@
 //!
 //! Built-in dialling covers `redis://` (TCP) and `redis+unix://` addresses. For TLS, dial
 //! the stream yourself and use [`Connector::connect_stream`].
+//!
+//! # Errors
+//!
+//! The driver's error types are re-exported, with `E = RedisError`: [`AttemptError`] (why
+//! one attempt failed: what `FailedToConnect` carries; the `RedisError` of the lookup or
+//! the dial is its [`user_error`](AttemptError::user_error)), [`Stopped`] (what
+//! `connected_or_closed` gives once the persistent connection is closed or aborted), and
+//! [`ConnectError`], either of them, from `connected_or_failed_to_connect`.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -69,8 +77,9 @@ use redis::{
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use persistent_connection_tokio::{
-    AttemptContext, BoxFuture, Builder, CloseSignal, Connection, DriverEvent, Error, Event, Events,
-    Exponential, Jitter, Lagged, PersistentConnection, RetryPolicy, Runtime, State, Tokio,
+    AttemptContext, AttemptError, Backoff, BoxFuture, Builder, CloseSignal, ConnectError,
+    Connection, DriverEvent, Event, Events, Exponential, Jitter, Lagged, PersistentConnection,
+    Runtime, State, Stopped, Tokio,
 };
 
 /// A persistent connection to Redis; `A` is the address `get_address` returns (a

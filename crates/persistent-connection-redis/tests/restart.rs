@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persistent_connection_redis::{
-    BoxFuture, Connection, Connector, DriverEvent, Event, PersistentRedis, RedisConnection,
-    Runtime, Tokio,
+    BoxFuture, ConnectError, Connection, Connector, DriverEvent, Event, PersistentRedis,
+    RedisConnection, Runtime, Tokio,
 };
 use redis::{AsyncCommands, RedisError};
 use support::{RedisServer, ScratchDir};
@@ -180,7 +180,7 @@ async fn restart_under_a_persistent_connection() {
     );
     assert_eq!(seen.len(), 4, "{seen:?}");
     assert!(
-        refused.source_error().unwrap().is_connection_refusal(),
+        refused.user_error().unwrap().is_connection_refusal(),
         "{refused}"
     );
     assert!(conn.is_closed());
@@ -198,9 +198,12 @@ async fn restart_under_a_persistent_connection() {
     )
     .await;
     let attempt = outcome.expect_err("the server is down");
-    assert!(!attempt.is_final());
+    assert!(!attempt.is_stopped());
+    let ConnectError::Attempt(attempt) = attempt else {
+        panic!("an attempt failed, not a stop: {attempt}")
+    };
     assert!(
-        attempt.source_error().unwrap().is_connection_refusal(),
+        attempt.user_error().unwrap().is_connection_refusal(),
         "{attempt}"
     );
     println!("next attempt during the outage: {attempt}");
@@ -446,7 +449,7 @@ async fn close_at_any_stage_leaves_nothing_behind() {
             break e;
         }
     };
-    assert!(failure.source_error().unwrap().is_timeout(), "{failure}");
+    assert!(failure.user_error().unwrap().is_timeout(), "{failure}");
     bounded("close", redis.close()).await;
     assert_nothing_left("after a timed-out handshake", events, live, None).await;
 }

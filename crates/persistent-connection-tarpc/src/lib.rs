@@ -66,6 +66,14 @@
 //! # drop(conn);
 //! # }
 //! ```
+//!
+//! # Errors
+//!
+//! The driver's error types are re-exported: [`AttemptError`] (why one attempt failed:
+//! what `FailedToConnect` carries; your `get_address` error or the dial's `io::Error`,
+//! converted, is its [`user_error`](AttemptError::user_error)), [`Stopped`] (what
+//! `connected_or_closed` gives once the persistent connection is closed or aborted), and
+//! [`ConnectError`], either of them, from `connected_or_failed_to_connect`.
 #![forbid(unsafe_code)]
 
 use std::error::Error as StdError;
@@ -85,8 +93,9 @@ use tarpc::{ClientMessage, Response};
 use tokio::net::{TcpStream, ToSocketAddrs};
 
 pub use persistent_connection_tokio::{
-    AttemptContext, Builder, CloseSignal, Connection, DriverEvent, Error, Event, Events, Lagged,
-    PersistentConnection, Runtime, State, Tokio,
+    AttemptContext, AttemptError, Backoff, Builder, CloseSignal, ConnectError, Connection,
+    DriverEvent, Event, Events, Exponential, Jitter, Lagged, PersistentConnection, Runtime, State,
+    Stopped, Tokio,
 };
 
 /// A persistent connection whose connection is a tarpc client `C` (e.g. `GreeterClient`):

@@ -8,7 +8,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use persistent_connection_tarpc::{Connection, DriverEvent, Event, PersistentRpc, RpcConnection};
+use persistent_connection_tarpc::{
+    ConnectError, Connection, DriverEvent, Event, PersistentRpc, RpcConnection,
+};
 use support::{Catalog, GreeterClient, Replica};
 use tarpc::client::RpcError;
 use tarpc::context;
@@ -150,8 +152,11 @@ async fn fails_over_to_the_next_replica_and_calls_meanwhile_fail_fast() {
     )
     .await;
     let err = outcome.expect_err("no replica is up");
-    assert!(!err.is_final());
-    assert_eq!(err.source_error().unwrap().kind(), io::ErrorKind::NotFound);
+    assert!(!err.is_stopped());
+    let ConnectError::Attempt(err) = err else {
+        panic!("an attempt failed, not a stop: {err}")
+    };
+    assert_eq!(err.user_error().unwrap().kind(), io::ErrorKind::NotFound);
 
     // A new replica publishes itself: the next attempt finds it.
     let c = Replica::start("c").await.unwrap();
