@@ -181,6 +181,16 @@ where
         self
     }
 
+    /// Resets the failure count only once a connection has stayed current for `min_uptime`
+    /// (R19): a connection that dies sooner counts as a failed attempt (no
+    /// `FailedToConnect` is reported for it), so the backoff keeps growing against a server
+    /// that accepts and drops at once. Default: the count goes back to 0 on `Connected`,
+    /// as in the seed. `None` or a zero duration turns it off.
+    pub fn min_uptime(mut self, min_uptime: impl Into<Option<Duration>>) -> Self {
+        self.config = self.config.min_uptime(min_uptime);
+        self
+    }
+
     /// Called when one of your callbacks panics (default: print to stderr).
     pub fn on_callback_panic(
         mut self,

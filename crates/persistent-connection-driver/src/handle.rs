@@ -133,6 +133,15 @@ where
             .request_stop(StopRequest::WhenCurrentConnectionCloses);
     }
 
+    /// Moves on now (R18), the call to make after the catalog changed: when connected, the
+    /// current connection is closed (`Disconnected` as usual) and the next cycle starts
+    /// without waiting for the retry timer; when waiting for the retry timer between
+    /// attempts, the timer counts as fired now. While an attempt is in flight, or after
+    /// `close`, nothing changes. The failure count is left as it is.
+    pub fn reconnect_now(&self) {
+        self.shared().reconnect_now();
+    }
+
     /// What the persistent connection is doing now.
     pub fn state(&self) -> State {
         self.shared().state()

@@ -109,31 +109,35 @@ impl<C: Clone> Monitor<C> {
         let Some((running, deadline)) = &mut self.probe else {
             return Poll::Pending;
         };
-        let result = match Pin::new(running).poll(cx) {
-            Poll::Ready(Ok(result)) => Ok(result),
-            Poll::Ready(Err(panic)) => Err(panic),
-            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => Ok(Err(Arc::from(format!(
-                "the probe did not finish within {:?}",
-                self.check.timeout
-            )))),
+        let (result, result_panicked) = match Pin::new(running).poll(cx) {
+            Poll::Ready(Ok(result)) => (Ok(result), false),
+            Poll::Ready(Err(panic)) => (Err(panic), true),
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                let timed_out = format!("the probe did not finish within {:?}", self.check.timeout);
+                (Ok(Err(Arc::from(timed_out))), false)
+            }
             Poll::Pending => return Poll::Pending,
         };
-        // Probes never overlap: the next waits from the end of this one.
         self.probe = None;
-        self.wait = runtime.sleep(self.check.interval);
-        let (error, panicked) = match result {
+        let verdict = match result {
             Ok(Ok(())) => {
                 self.failed = 0;
-                return Poll::Ready(Verdict::Healthy);
+                Verdict::Healthy
             }
-            Ok(Err(error)) => (error, false),
-            Err(panic) => (panic, true),
+            Ok(Err(error)) | Err(error) => {
+                self.failed = self.failed.saturating_add(1);
+                Verdict::Failed {
+                    error,
+                    panicked: result_panicked,
+                    dead: self.failed >= self.check.failures,
+                }
+            }
         };
-        self.failed = self.failed.saturating_add(1);
-        Poll::Ready(Verdict::Failed {
-            error,
-            panicked,
-            dead: self.failed >= self.check.failures,
-        })
+        // Probes never overlap: the next waits from the end of this one. A dead
+        // connection gets no next probe.
+        if !matches!(verdict, Verdict::Failed { dead: true, .. }) {
+            self.wait = runtime.sleep(self.check.interval);
+        }
+        Poll::Ready(verdict)
     }
 }

@@ -315,7 +315,19 @@ where
         if inner.stopped.is_none() {
             inner.stopped = Some(Stopped::Closed);
         }
-        // Stop inputs carry no connection, so nothing can be lost if one is refused.
+        drop(inner);
+        self.feed_and_wake(input);
+    }
+
+    /// `reconnect_now` (R18): the Machine decides what it means now.
+    pub(crate) fn reconnect_now(&self) {
+        self.feed_and_wake(Input::ReconnectNow);
+    }
+
+    /// Feeds an input from outside the task and wakes the task to carry out what follows.
+    fn feed_and_wake(&self, input: DriverInput<A, C, E>) {
+        let mut inner = self.lock();
+        // Inputs from handles carry no connection, so nothing is lost if one is refused.
         let _ = self.feed_locked(&mut inner, input);
         if let Some(waker) = inner.task_waker.take() {
             drop(inner);
@@ -326,9 +338,11 @@ where
     /// The current connection if it can be handed out now, else the stop reason if there
     /// is one, else `None`: the caller must wait.
     fn ready(inner: &Inner<A, C, E>) -> Option<Result<C, Stopped<E>>> {
-        // After `close`, the current connection is being closed: never hand it out (R8).
-        // After an abort it is kept until it closes, and still handed out (R12).
-        let closing = inner.machine.stop_kind() == Some(StopKind::Close);
+        // After `close` or `reconnect_now`, the current connection is being closed: never
+        // hand it out (R8, R18). After an abort it is kept until it closes, and still
+        // handed out (R12).
+        let closing = inner.machine.stop_kind() == Some(StopKind::Close)
+            || inner.machine.is_closing_connection();
         if let Some(conn) = inner.machine.current_connection() {
             if !closing && !conn.is_closed() {
                 return Some(Ok(conn.clone()));

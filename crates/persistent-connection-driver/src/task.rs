@@ -53,6 +53,8 @@ where
     watch: Option<(AttemptId, CatchUnwind<()>)>,
     /// The current connection's health check, if one is configured (R17).
     health: Option<(AttemptId, Monitor<C>)>,
+    /// The current connection's uptime timer, with `min_uptime` (R19).
+    uptime: Option<(AttemptId, BoxFuture<()>)>,
     closing: Vec<CatchUnwind<()>>,
     machine_finished: bool,
     /// Every attempt's context shares this `abort`.
@@ -80,6 +82,7 @@ where
             timer: None,
             watch: None,
             health: None,
+            uptime: None,
             closing: Vec::new(),
             machine_finished: false,
         }
@@ -171,6 +174,9 @@ where
             Command::StartTimer { timer, delay } => {
                 self.timer = Some((timer, self.runtime.sleep(delay)));
             }
+            Command::StartUptimeTimer { attempt, delay } => {
+                self.uptime = Some((attempt, self.runtime.sleep(delay)));
+            }
             Command::FetchAddress { attempt } => {
                 self.shared.note_attempt();
                 let future = CatchUnwind::call(|| (self.hooks.get_address)());
@@ -197,10 +203,7 @@ where
                 attempt,
                 connection,
             } => {
-                // Probes stop with the connection.
-                if self.health.as_ref().is_some_and(|(a, _)| *a == attempt) {
-                    self.health = None;
-                }
+                self.forget_connection(attempt);
                 self.close_connection(connection);
             }
             Command::Finished => {
@@ -233,6 +236,17 @@ where
         self.op = None;
         self.feed(input);
         true
+    }
+
+    /// The connection made by `attempt` is closing: its probes and its uptime timer stop
+    /// with it (R17, R19).
+    fn forget_connection(&mut self, attempt: AttemptId) {
+        if self.health.as_ref().is_some_and(|(a, _)| *a == attempt) {
+            self.health = None;
+        }
+        if self.uptime.as_ref().is_some_and(|(a, _)| *a == attempt) {
+            self.uptime = None;
+        }
     }
 
     /// Moves the health check on; closes the connection it declares dead (R17).
@@ -295,10 +309,16 @@ where
                 if let Err(message) = result {
                     self.report_panic(Callback::ConnectionClose, message);
                 }
-                if self.health.as_ref().is_some_and(|(a, _)| *a == attempt) {
-                    self.health = None;
-                }
+                self.forget_connection(attempt);
                 self.feed(Input::ConnectionClosed { attempt });
+                moved = true;
+            }
+        }
+        if let Some((attempt, sleep)) = &mut self.uptime {
+            if sleep.as_mut().poll(cx).is_ready() {
+                let attempt = *attempt;
+                self.uptime = None;
+                self.feed(Input::UptimeReached { attempt });
                 moved = true;
             }
         }
@@ -365,6 +385,7 @@ where
                 // last commands, so `finish` finds none to hand back.
                 this.watch = None;
                 this.health = None;
+                this.uptime = None;
                 let _ = this.shared.finish();
                 return Poll::Ready(());
             }

@@ -102,6 +102,8 @@ fn main() {
                 }
                 Command::Stopped(kind) => println!("{} stopped by {kind:?}", stamp()),
                 Command::ComputeRetryDelay { .. } => inputs.push_back(Input::RetryDelay(RETRY)),
+                // Only with `Config::min_uptime`, which this loop does not set.
+                Command::StartUptimeTimer { .. } => {}
                 Command::StartTimer { timer: id, delay } => {
                     println!("{} retry timer: {} ms", stamp(), delay.as_millis());
                     timer = Some((id, Instant::now() + delay));

@@ -98,7 +98,9 @@ fn main() {
                         inputs.push_back(Input::ConnectionClosed { attempt });
                     }
                 }
-                Command::ComputeRetryDelay { .. } | Command::CancelAttempt { .. } => {}
+                Command::ComputeRetryDelay { .. }
+                | Command::CancelAttempt { .. }
+                | Command::StartUptimeTimer { .. } => {}
                 Command::Finished => {
                     println!("{} finished", stamp(now));
                     return;

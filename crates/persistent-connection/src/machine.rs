@@ -78,6 +78,9 @@ pub struct Machine<A, C, E> {
     timed_out: bool,
     /// This attempt's retry delay, after jitter, once known.
     retry_delay: Option<Duration>,
+    /// The current connection has not been current for `min_uptime` yet (R19): if it
+    /// closes now, it counts as a failure.
+    uptime_pending: bool,
     /// Decides which errors are "equal" for the F de-duplication.
     key: fn(&E) -> u64,
 }
@@ -156,6 +159,7 @@ where
     pub fn with_error_key(mut config: Config, seed: u64, key: fn(&E) -> u64) -> Self {
         // The fields are public: a zero timeout set directly still means "no bound".
         config.connect_timeout = config.connect_timeout.filter(|t| !t.is_zero());
+        config.min_uptime = config.min_uptime.filter(|t| !t.is_zero());
         let mut machine = Machine {
             key,
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -178,6 +182,7 @@ where
             retry_due: false,
             timed_out: false,
             retry_delay: None,
+            uptime_pending: false,
         };
         machine.start_cycle();
         machine
@@ -273,6 +278,18 @@ where
         &self.config
     }
 
+    /// Whether the machine has asked for the current connection to be closed (by `close`
+    /// or `reconnect_now`) and it has not closed yet: a driver should hand it out no more.
+    pub fn is_closing_connection(&self) -> bool {
+        self.close_sent && self.current.is_some()
+    }
+
+    /// Whether the current connection has yet to stay current for
+    /// [`Config::min_uptime`] (R19): if it closes now, it counts as a failure.
+    pub fn uptime_pending(&self) -> bool {
+        self.uptime_pending
+    }
+
     /// What the machine waits for, as named in errors.
     pub fn expecting(&self) -> Expecting {
         match &self.wait {
@@ -339,7 +356,23 @@ where
                 }),
                 None => Err(unexpected),
             },
-            Input::Close | Input::Abort | Input::CloseWhenCurrentConnectionIsClosed => Ok(()),
+            Input::UptimeReached { attempt } => match &self.current {
+                Some((_, made_by))
+                    if made_by == attempt && self.uptime_pending && !self.closed_during_handler =>
+                {
+                    Ok(())
+                }
+                Some((_, made_by)) if made_by != attempt => Err(InputError::UnknownAttempt {
+                    got,
+                    attempt: *attempt,
+                    current: AttemptId(self.attempt),
+                }),
+                _ => Err(unexpected),
+            },
+            Input::Close
+            | Input::Abort
+            | Input::CloseWhenCurrentConnectionIsClosed
+            | Input::ReconnectNow => Ok(()),
         }
     }
 
@@ -414,6 +447,12 @@ where
             Input::Abort => self.on_stop(StopKind::Abort),
             Input::CloseWhenCurrentConnectionIsClosed => {
                 self.on_stop(StopKind::WhenCurrentConnectionCloses)
+            }
+            Input::ReconnectNow => self.on_reconnect_now(),
+            Input::UptimeReached { .. } => {
+                // R19: it has stayed up long enough; the backoff starts over.
+                self.uptime_pending = false;
+                self.failures = 0;
             }
         }
     }
@@ -525,7 +564,15 @@ where
     /// R5: success resets the count; the connection is current before `Connected` is
     /// reported (the driver gives it to waiters first, R3).
     fn on_connected(&mut self, conn: C, attempt: AttemptId) {
-        self.failures = 0;
+        match self.config.min_uptime {
+            // R19: the count goes back to 0 only once it has stayed up that long.
+            Some(delay) => {
+                self.uptime_pending = true;
+                self.queue
+                    .push(Command::StartUptimeTimer { attempt, delay });
+            }
+            None => self.failures = 0,
+        }
         self.current = Some((conn.clone(), attempt));
         self.closed_during_handler = false;
         self.close_sent = false;
@@ -659,6 +706,10 @@ where
     }
 
     fn disconnected(&mut self) {
+        if core::mem::take(&mut self.uptime_pending) {
+            // R19: it died young, as a failed attempt would (no FailedToConnect for it).
+            self.failures = self.failures.saturating_add(1);
+        }
         let attempt = self.current.take().map(|(_, made_by)| made_by);
         self.closed_during_handler = false;
         self.close_sent = false;
@@ -701,6 +752,51 @@ where
             // A handler runs, or a connection is live: finish once they are done.
             Wait::Handler(_) | Wait::Connected | Wait::Finished => {}
         }
+    }
+
+    /// R18: skip the wait for the retry timer; when connected, close the connection first.
+    fn on_reconnect_now(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        match self.wait {
+            Wait::Connected | Wait::Handler(After::Connected) => {
+                // Not a young death: a reconnect does not change the failure count.
+                self.uptime_pending = false;
+                self.skip_retry_timer();
+                if !self.close_sent && !self.closed_during_handler {
+                    if let Some((conn, attempt)) = &self.current {
+                        self.close_sent = true;
+                        self.queue.push(Command::CloseConnection {
+                            attempt: *attempt,
+                            connection: conn.clone(),
+                        });
+                    }
+                }
+            }
+            // Between attempts or cycles: the timer counts as fired now.
+            Wait::Handler(After::Failure | After::Disconnected) => self.skip_retry_timer(),
+            Wait::RetryTimer(next) => {
+                self.skip_retry_timer();
+                match next {
+                    Next::Attempt => self.start_attempt(),
+                    Next::Cycle => self.start_cycle(),
+                }
+            }
+            // An attempt is in flight (or about to be): nothing changes.
+            Wait::Handler(After::Attempt | After::Dial(_))
+            | Wait::RetryDelay
+            | Wait::Fetch
+            | Wait::Dial
+            | Wait::Finished => {}
+        }
+    }
+
+    /// The retry timer counts as fired; the one out, if any, is forgotten (its firing is
+    /// refused as stale).
+    fn skip_retry_timer(&mut self) {
+        self.retry_due = true;
+        self.timer_out = false;
     }
 
     fn finish(&mut self) {

@@ -152,6 +152,17 @@ pub enum Input<A, C, E> {
     Abort,
     /// `close_when_current_connection_is_closed()` (R12): as `Abort`, but waiters get "closed".
     CloseWhenCurrentConnectionIsClosed,
+    /// `reconnect_now()` (R18): when a connection is current, close it and start the next
+    /// cycle without waiting for the retry timer; when waiting for the retry timer, count it
+    /// as fired now. While an attempt is in flight, or after a stop, it changes nothing.
+    /// It never changes the failure count.
+    ReconnectNow,
+    /// The timer of [`Command::StartUptimeTimer`] has fired: the connection made by
+    /// `attempt` has been current for `min_uptime` (R19).
+    UptimeReached {
+        /// The attempt named in the command.
+        attempt: AttemptId,
+    },
 }
 
 impl<A, C, E> Input<A, C, E> {
@@ -169,6 +180,8 @@ impl<A, C, E> Input<A, C, E> {
             Input::CloseWhenCurrentConnectionIsClosed => {
                 InputKind::CloseWhenCurrentConnectionIsClosed
             }
+            Input::ReconnectNow => InputKind::ReconnectNow,
+            Input::UptimeReached { .. } => InputKind::UptimeReached,
         }
     }
 
@@ -198,6 +211,8 @@ pub enum InputKind {
     Close,
     Abort,
     CloseWhenCurrentConnectionIsClosed,
+    ReconnectNow,
+    UptimeReached,
 }
 
 impl fmt::Display for InputKind {
@@ -259,6 +274,16 @@ pub enum Command<A, C, E> {
         /// The id to feed back.
         timer: TimerId,
         /// How long from now.
+        delay: Duration,
+    },
+    /// ([`Config::min_uptime`] only) the connection made by `attempt` has just become
+    /// current: start a timer of `delay` for it, and feed [`Input::UptimeReached`] when it
+    /// fires while that connection is still current. Drop the timer when the connection
+    /// closes: its firing would be refused. Independent of the retry timer.
+    StartUptimeTimer {
+        /// The attempt that made the connection.
+        attempt: AttemptId,
+        /// How long the connection must stay current (R19).
         delay: Duration,
     },
     /// Obtain the service's address; feed [`Input::AddressObtained`].
@@ -436,6 +461,10 @@ pub struct Config {
     /// The bound on each attempt (address fetch and dial together, from the attempt's
     /// start). Default `None`: attempts take as long as they take, as in the seed.
     pub connect_timeout: Option<Duration>,
+    /// How long a connection must stay current before the failure count goes back to 0
+    /// (R19); one that closes sooner counts as a failure. Default `None`: the count goes
+    /// back to 0 on `Connected` (R5), as in the seed.
+    pub min_uptime: Option<Duration>,
 }
 
 impl Config {
@@ -445,6 +474,7 @@ impl Config {
             retry_policy: RetryPolicy::DEFAULT,
             jitter: Jitter::STANDARD,
             connect_timeout: None,
+            min_uptime: None,
         }
     }
 
@@ -464,6 +494,16 @@ impl Config {
     /// (the default). A zero duration counts as no bound.
     pub fn connect_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.connect_timeout = timeout.into().filter(|t| !t.is_zero());
+        self
+    }
+}
+
+impl Config {
+    /// Resets the failure count only once a connection has been current this long (R19):
+    /// `Duration` or `Some(duration)` to set, `None` (the default) to reset on connect. A
+    /// zero duration counts as `None`.
+    pub fn min_uptime(mut self, min_uptime: impl Into<Option<Duration>>) -> Self {
+        self.min_uptime = min_uptime.into().filter(|t| !t.is_zero());
         self
     }
 }

@@ -9,6 +9,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod echo;
+pub mod operators;
+pub mod proxy;
 pub mod server;
 
 use std::future::Future;
@@ -135,6 +137,28 @@ impl EventLog {
         }
         self.seen.clone()
     }
+}
+
+/// Awaits `future`, failing with a message naming `what` if it takes more than 20 s of
+/// real time: a hang becomes a failure that says what it waited for.
+pub async fn bounded<T: TestRuntime, F: Future>(future: F, what: &str) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut limit = T::runtime().sleep(Duration::from_secs(20));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = future.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        if limit.as_mut().poll(cx).is_ready() {
+            panic!("waited 20 s for {what}");
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// The next item of a channel (`None` once every sender is gone).
+pub async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Option<T> {
+    std::future::poll_fn(|cx| Pin::new(&mut *rx).poll_next(cx)).await
 }
 
 /// The usual set-up: dial the address the catalog names; retry after 5 ms, no jitter.
@@ -964,6 +988,23 @@ macro_rules! suite {
             r14_builder_subscription_sees_every_event,
             r15_same_events_and_delays_as_bare_machine,
         );
+        $crate::suite!(@operators $rt;
+            r17_black_holed_connection_is_declared_dead_and_replaced,
+            r17_without_health_check_silence_goes_unnoticed,
+            r18_reconnect_now_moves_to_the_new_address_at_once,
+            r19_flapping_server_backoff_grows_only_with_min_uptime,
+            stats_follow_a_failover,
+        );
+    };
+    (@operators $rt:ty; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                <$rt as $crate::scenario::TestRuntime>::block_on(
+                    $crate::scenario::operators::$name::<$rt>(),
+                );
+            }
+        )*
     };
     (@tests $rt:ty; $($name:ident),* $(,)?) => {
         $(

@@ -17,6 +17,9 @@ pub enum Mode {
     Silent,
     /// Accepts and closes at once.
     CloseAtOnce,
+    /// Answers the first line (the client's greeting), then closes: every connection
+    /// succeeds and dies young (a flapping server).
+    GreetThenClose,
 }
 
 #[derive(Default)]
@@ -162,6 +165,11 @@ fn serve(stream: TcpStream, state: &Inner) {
                 if writer.write_all(line.as_bytes()).is_err() {
                     break;
                 }
+            }
+            Ok(_) if state.mode == Mode::GreetThenClose => {
+                let _ = writer.write_all(line.as_bytes());
+                let _ = writer.shutdown(std::net::Shutdown::Both);
+                break;
             }
             Ok(_) => {}
         }
