@@ -19,8 +19,8 @@ use super::server::{Mode, Server};
 use super::{Catalog, EventLog, Recording, TestRuntime, bounded, logged, name, next, replace_addr};
 
 /// The echo client's probe: a round trip.
-fn ping(conn: EchoConn) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
-    async move { conn.request("ping").await.map(drop) }
+async fn ping(conn: EchoConn) -> std::io::Result<()> {
+    conn.request("ping").await.map(drop)
 }
 
 /// Dials what the catalog names, on `clock`; retry after 5 ms, no jitter.
