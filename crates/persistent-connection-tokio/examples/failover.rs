@@ -172,6 +172,31 @@ async fn main() -> std::io::Result<()> {
     .on_event(move |event| async move { println!("{} event: {event}", stamp()) })
     .spawn();
 
+    // What an operator would export to a metrics system: a snapshot once a second.
+    let watched = conn.downgrade();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await; // the first tick is at once
+            let Some(conn) = watched.upgrade() else { break };
+            let s = conn.stats();
+            println!(
+                "{} stats: {:?} for {:.1}s, attempts {}, failures {}, connections {}, \
+                 disconnections {}, uptime {}, last failure: {}",
+                stamp(),
+                s.state,
+                s.state_since.elapsed().as_secs_f64(),
+                s.attempts,
+                s.failures,
+                s.connections,
+                s.disconnections,
+                s.uptime
+                    .map_or("-".into(), |u| format!("{:.1}s", u.as_secs_f64())),
+                s.last_failure.as_deref().unwrap_or("none"),
+            );
+        }
+    });
+
     let (mut sent, mut failed) = (0, 0);
     let mut died_at = None;
     let mut failover = None;
