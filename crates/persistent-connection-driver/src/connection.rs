@@ -1,8 +1,12 @@
 //! What the driver needs of a connection, and helpers for types that lack it.
 
+use std::error::Error as StdError;
+use std::fmt;
 use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
+
+use crate::runtime::BoxFuture;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A connection the persistent connection can hand out, watch and close: the seed's
@@ -22,6 +26,44 @@ pub trait Connection: Clone + Send + Sync + 'static {
     /// Resolves once the connection has closed, however it closed: the peer went away, an
     /// error, or `close`. The driver reports `Disconnected` when it resolves.
     fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<Self>;
+    /// The future that drives the connection's I/O, if it has one (see `Driven`): the
+    /// persistent connection runs it on its runtime as
+    /// soon as the connection is handed over. Asked once. The default: none.
+    fn take_driver(&self) -> Option<BoxFuture<()>> {
+        None
+    }
+    /// Why the connection ended, if it knows; asked once it has closed. The default: it
+    /// does not know.
+    fn ending(&self) -> Option<Ending> {
+        None
+    }
+}
+
+/// Why a connection ended, as far as it knows: what
+/// [`Connection::ending`] reports, and what the `Disconnected` handler can read with
+/// `PersistentConnection::last_ending`.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Ending {
+    /// The driving future finished cleanly: the peer closed the connection.
+    Finished,
+    /// The driving future ended with this error (a transport failure, a protocol error).
+    Failed(Arc<dyn StdError + Send + Sync>),
+    /// The driving future panicked, with this message (also given to the panic hook).
+    Panicked(Arc<str>),
+    /// It was closed from this side (`close`, a failed health check, `reconnect_now`).
+    Closed,
+}
+
+impl fmt::Display for Ending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ending::Finished => f.write_str("the peer closed the connection"),
+            Ending::Failed(e) => write!(f, "the connection failed: {e}"),
+            Ending::Panicked(message) => write!(f, "the connection's driver panicked: {message}"),
+            Ending::Closed => f.write_str("closed from this side"),
+        }
+    }
 }
 
 /// A one-way "closed" flag with a future that waits for it: the close signal for connection

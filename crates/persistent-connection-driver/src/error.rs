@@ -35,6 +35,8 @@ pub enum Callback {
     ConnectionClose,
     /// The health probe (R17); the panic counts as a failed probe.
     HealthProbe,
+    /// The driving future of a `Driven` connection; the connection counts as closed.
+    ConnectionDriver,
 }
 
 impl fmt::Display for Callback {
@@ -46,6 +48,7 @@ impl fmt::Display for Callback {
             Callback::RetryDelay => "retry_delay",
             Callback::ConnectionClose => "the connection's close",
             Callback::HealthProbe => "the health probe",
+            Callback::ConnectionDriver => "the connection's driving future",
         })
     }
 }

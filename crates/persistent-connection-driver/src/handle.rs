@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 
 use persistent_connection::State;
 
-use crate::connection::Connection;
+use crate::connection::{Connection, Ending};
 use crate::error::{ConnectError, DriverEvent, Stopped};
 use crate::shared::{Shared, StopRequest};
 use crate::stats::Stats;
@@ -140,6 +140,14 @@ where
     /// `close`, nothing changes. The failure count is left as it is.
     pub fn reconnect_now(&self) {
         self.shared().reconnect_now();
+    }
+
+    /// Why the last current connection ended, if it said: a [`Driven`](crate::driven::Driven)
+    /// connection tells whether its driving future finished, failed (with the error) or
+    /// panicked, or whether it was closed from this side. Set before `Disconnected` is
+    /// reported, so the `Disconnected` handler can read it (through a weak handle).
+    pub fn last_ending(&self) -> Option<Ending> {
+        self.shared().last_ending()
     }
 
     /// What the persistent connection is doing now.

@@ -85,6 +85,7 @@ mod builder;
 mod catch;
 mod connection;
 mod context;
+mod driven;
 mod error;
 mod handle;
 mod health;
@@ -96,8 +97,9 @@ mod streams;
 mod task;
 
 pub use builder::{Backoff, Builder};
-pub use connection::{CloseSignal, Connection, Tracked};
+pub use connection::{CloseSignal, Connection, Ending, Tracked};
 pub use context::AttemptContext;
+pub use driven::{DriveOutput, Driven};
 pub use error::{AttemptError, Callback, ConnectError, DriverEvent, PanicReport, Stopped};
 pub use handle::{PersistentConnection, WeakPersistentConnection};
 pub use health::HealthCheck;

@@ -16,7 +16,7 @@ use async_broadcast::{InactiveReceiver, Sender};
 use futures_channel::oneshot;
 use persistent_connection::{Command, Input, Machine, State, StopKind};
 
-use crate::connection::Connection;
+use crate::connection::{Connection, Ending};
 use crate::context::AbortFn;
 use crate::error::{AttemptError, ConnectError, DriverEvent, Stopped};
 use crate::runtime::Runtime;
@@ -74,6 +74,8 @@ struct Inner<A, C, E> {
     counters: Counters,
     /// The last failed attempt's error, formatted only when statistics are asked for.
     last_failure: Option<AttemptError<E>>,
+    /// Why the last current connection ended, if it said.
+    last_ending: Option<Ending>,
 }
 
 /// A caller of `connected*` waiting for the next outcome.
@@ -166,6 +168,7 @@ where
                 finished: false,
                 counters,
                 last_failure: None,
+                last_ending: None,
             }),
             changed: event_listener::Event::new(),
             events,
@@ -416,6 +419,16 @@ where
         inner.counters.connected_at = None;
     }
 
+    /// The current connection has closed; `ending` is why, if it said.
+    pub(crate) fn note_ending(&self, ending: Option<Ending>) {
+        self.lock().last_ending = ending;
+    }
+
+    /// Why the last current connection ended, if it said.
+    pub(crate) fn last_ending(&self) -> Option<Ending> {
+        self.lock().last_ending.clone()
+    }
+
     /// A health probe failed.
     pub(crate) fn note_health_failure(&self) {
         self.lock().counters.health_check_failures += 1;
@@ -443,6 +456,7 @@ where
                 .last_failure
                 .as_ref()
                 .map(|e| Arc::from(e.to_string())),
+            last_ending: inner.last_ending.as_ref().map(|e| Arc::from(e.to_string())),
         }
     }
 

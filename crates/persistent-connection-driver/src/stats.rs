@@ -32,6 +32,8 @@ pub struct Stats {
     pub uptime: Option<Duration>,
     /// The text of the last failed attempt's error, if any attempt has failed.
     pub last_failure: Option<Arc<str>>,
+    /// Why the last current connection ended, if it said (see `Ending`).
+    pub last_ending: Option<Arc<str>>,
 }
 
 /// The counters behind [`Stats`], kept with the shared state.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use persistent_connection::{AttemptId, Command, Event, Failure, Input, TimerId};
 
 use crate::catch::{CatchUnwind, panic_message};
-use crate::connection::Connection;
+use crate::connection::{Connection, Ending};
 use crate::context::{AbortFn, AttemptContext};
 use crate::error::{AttemptError, Callback, DriverEvent, PanicReport};
 use crate::health::{Monitor, Verdict};
@@ -50,7 +50,7 @@ where
     handler: Option<CatchUnwind<()>>,
     timer: Option<(TimerId, BoxFuture<()>)>,
     /// The current connection's `closed()`, with the attempt that made it.
-    watch: Option<(AttemptId, CatchUnwind<()>)>,
+    watch: Option<(AttemptId, C, CatchUnwind<()>)>,
     /// The current connection's health check, if one is configured (R17).
     health: Option<(AttemptId, Monitor<C>)>,
     /// The current connection's uptime timer, with `min_uptime` (R19).
@@ -135,7 +135,7 @@ where
                     if let Some(attempt) = attempt {
                         // A `closed()` that panics counts as closed, and is reported.
                         let closed = CatchUnwind::call(|| Box::pin(conn.closed()));
-                        self.watch = Some((attempt, closed));
+                        self.watch = Some((attempt, conn.clone(), closed));
                         if let Some((check, _)) = &self.hooks.health {
                             let monitor = Monitor::start(conn.clone(), *check, &*self.runtime);
                             self.health = Some((attempt, monitor));
@@ -225,10 +225,23 @@ where
                 Poll::Pending => return false,
             },
             Some(Op::Dial(attempt, future)) => match Pin::new(future).poll(cx) {
-                Poll::Ready(result) => Input::Dialed {
-                    attempt: *attempt,
-                    result: user_result(result, Callback::Connect, AttemptError::Connect),
-                },
+                Poll::Ready(result) => {
+                    let result = user_result(result, Callback::Connect, AttemptError::Connect);
+                    if let Ok(conn) = &result {
+                        // A connection's own I/O runs from the moment it is handed over,
+                        // even if it comes too late and is closed at once.
+                        if let Some(driving) = catch_unwind(AssertUnwindSafe(|| conn.take_driver()))
+                            .ok()
+                            .flatten()
+                        {
+                            self.runtime.spawn(driving);
+                        }
+                    }
+                    Input::Dialed {
+                        attempt: *attempt,
+                        result,
+                    }
+                }
                 Poll::Pending => return false,
             },
             None => return false,
@@ -236,6 +249,18 @@ where
         self.op = None;
         self.feed(input);
         true
+    }
+
+    /// The current connection has closed: keep why, for `last_ending` and the statistics,
+    /// and report a panic of its driving future.
+    fn note_ending(&self, conn: &C) {
+        let ending = catch_unwind(AssertUnwindSafe(|| conn.ending()))
+            .ok()
+            .flatten();
+        if let Some(Ending::Panicked(message)) = &ending {
+            self.report_panic(Callback::ConnectionDriver, message.clone());
+        }
+        self.shared.note_ending(ending);
     }
 
     /// The connection made by `attempt` is closing: its probes and its uptime timer stop
@@ -302,13 +327,13 @@ where
                 moved = true;
             }
         }
-        if let Some((attempt, closed)) = &mut self.watch {
+        if let Some((_, _, closed)) = &mut self.watch {
             if let Poll::Ready(result) = Pin::new(closed).poll(cx) {
-                let attempt = *attempt;
-                self.watch = None;
+                let (attempt, conn, _) = self.watch.take().expect("polled just now");
                 if let Err(message) = result {
                     self.report_panic(Callback::ConnectionClose, message);
                 }
+                self.note_ending(&conn);
                 self.forget_connection(attempt);
                 self.feed(Input::ConnectionClosed { attempt });
                 moved = true;
@@ -360,6 +385,15 @@ where
             }));
         }
     }
+}
+
+/// The connections it holds are handles, never polled in place.
+impl<A, C, E> Unpin for Task<A, C, E>
+where
+    A: Clone + PartialEq,
+    C: Connection,
+    E: fmt::Debug,
+{
 }
 
 impl<A, C, E> Future for Task<A, C, E>

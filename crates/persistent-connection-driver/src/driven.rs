@@ -1,0 +1,202 @@
+//! Connections made of a handle and the future that drives their I/O: the shape of most
+//! Rust clients (hyper's `SendRequest` and `Connection`, tokio-postgres's `Client` and
+//! `Connection`, tarpc's client and dispatch, redis's multiplexed connection and driver).
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::ops::Deref;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+
+use crate::catch::CatchUnwind;
+use crate::connection::{CloseSignal, Connection, Ending};
+use crate::runtime::BoxFuture;
+
+/// What a driving future may end with: nothing, or a `Result` whose error says why.
+pub trait DriveOutput {
+    /// How the connection ended.
+    fn into_ending(self) -> Ending;
+}
+
+impl DriveOutput for () {
+    fn into_ending(self) -> Ending {
+        Ending::Finished
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> DriveOutput for Result<(), E> {
+    fn into_ending(self) -> Ending {
+        match self {
+            Ok(()) => Ending::Finished,
+            Err(e) => Ending::Failed(Arc::new(e)),
+        }
+    }
+}
+
+/// A connection made of a handle and the future that drives its I/O. Return one from
+/// `connect`, and the persistent connection does the rest:
+///
+/// - it runs the driving future on its runtime from the moment the connection is handed
+///   over;
+/// - the connection counts as closed the moment that future ends (`Ok`, `Err`, or a panic,
+///   which is also given to the panic hook), so the persistent connection notices a dead
+///   peer with no code of yours on the data path;
+/// - `close` stops the future (drops it) and resolves once it is gone;
+/// - [`ending`](Self::ending) says afterwards why it ended (for logs), and so does
+///   `PersistentConnection::last_ending` in the `Disconnected` handler.
+///
+/// `connected()` hands out clones; each dereferences to the handle.
+///
+/// ```
+/// # use persistent_connection_driver::Driven;
+/// # struct SendRequest; async fn connection() -> std::io::Result<()> { Ok(()) }
+/// // hyper: `let (send_request, connection) = http2::handshake(exec, io).await?;`
+/// // tokio-postgres: `let (client, connection) = config.connect(NoTls).await?;`
+/// let (handle, driving) = (SendRequest, connection());
+/// let conn = Driven::new(handle, driving);
+/// ```
+///
+/// Use [`Tracked`](crate::connection::Tracked) instead for a type with no driving future of its own,
+/// whose death your code must see and report (a bare `TcpStream` your code reads).
+pub struct Driven<H> {
+    handle: Arc<H>,
+    state: Arc<DriveState>,
+}
+
+struct DriveState {
+    /// The driving future, until the persistent connection starts it.
+    pending: Mutex<Option<BoxFuture<Ending>>>,
+    /// Raised by `close`: the running future is to be dropped.
+    stop: CloseSignal,
+    /// Raised once the driving future is gone (ended, or dropped by `close`).
+    gone: CloseSignal,
+    ending: Mutex<Option<Ending>>,
+}
+
+impl DriveState {
+    fn end(&self, ending: Ending) {
+        self.ending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(ending);
+        self.gone.close();
+    }
+}
+
+impl<H> Driven<H> {
+    /// `handle` (what `connected()` hands out) driven by `driving` (the future that does
+    /// the connection's I/O and ends when it dies).
+    pub fn new<F>(handle: H, driving: F) -> Self
+    where
+        F: Future + Send + 'static,
+        F::Output: DriveOutput,
+    {
+        let driving: BoxFuture<Ending> = Box::pin(async move { driving.await.into_ending() });
+        Driven {
+            handle: Arc::new(handle),
+            state: Arc::new(DriveState {
+                pending: Mutex::new(Some(driving)),
+                stop: CloseSignal::new(),
+                gone: CloseSignal::new(),
+                ending: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The handle (also reachable through `Deref`).
+    pub fn handle(&self) -> &H {
+        &self.handle
+    }
+
+    /// Why it ended, once it has.
+    pub fn ending(&self) -> Option<Ending> {
+        self.state
+            .ending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl<H> Clone for Driven<H> {
+    fn clone(&self) -> Self {
+        Driven {
+            handle: self.handle.clone(),
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<H> Deref for Driven<H> {
+    type Target = H;
+    fn deref(&self) -> &H {
+        &self.handle
+    }
+}
+
+impl<H> fmt::Debug for Driven<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Driven")
+            .field("closed", &self.state.gone.is_closed())
+            .field("ending", &self.ending())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Send + Sync + 'static> Connection for Driven<H> {
+    /// Stops the driving future (drops it, and with it the transport); resolves once it is
+    /// gone.
+    fn close(&self) -> impl Future<Output = ()> + Send + 'static + use<H> {
+        self.state.stop.close();
+        let never_started = self
+            .state
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if never_started.is_some() {
+            drop(never_started);
+            self.state.end(Ending::Closed);
+        }
+        self.state.gone.closed()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.state.stop.is_closed() || self.state.gone.is_closed()
+    }
+
+    fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<H> {
+        self.state.gone.closed()
+    }
+
+    fn take_driver(&self) -> Option<BoxFuture<()>> {
+        let driving = self
+            .state
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        let state = self.state.clone();
+        Some(Box::pin(async move {
+            let ending = {
+                let mut driving = CatchUnwind::call(|| driving);
+                let mut stop = pin!(state.stop.closed());
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(result) = Pin::new(&mut driving).poll(cx) {
+                        return Poll::Ready(result.unwrap_or_else(Ending::Panicked));
+                    }
+                    stop.as_mut().poll(cx).map(|()| Ending::Closed)
+                })
+                .await
+                // The driving future, and so the transport, is dropped here.
+            };
+            state.end(ending);
+        }))
+    }
+
+    fn ending(&self) -> Option<Ending> {
+        Driven::ending(self)
+    }
+}
