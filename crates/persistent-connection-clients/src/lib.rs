@@ -1,0 +1,1 @@
+//! Real clients kept alive by a persistent connection (placeholder; see the examples).
