@@ -994,6 +994,7 @@ macro_rules! suite {
             r18_reconnect_now_moves_to_the_new_address_at_once,
             r19_flapping_server_backoff_grows_only_with_min_uptime,
             stats_follow_a_failover,
+            r1_disconnected_handler_reads_why_a_driven_connection_ended,
         );
     };
     (@operators $rt:ty; $($name:ident),* $(,)?) => {

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use futures_channel::mpsc;
 use persistent_connection_tokio::{
-    Backoff, Builder, Connection, Event, Exponential, HealthCheck, Jitter, State, VirtualClock,
+    Backoff, Builder, Connection, Ending, Event, Exponential, HealthCheck, Jitter, State,
+    VirtualClock,
 };
 
 use super::echo::{EchoConn, dial};
@@ -282,4 +283,68 @@ pub async fn r19_flapping_server_backoff_grows_only_with_min_uptime<T: TestRunti
         );
         assert!(!sleeps.lock().unwrap().is_empty());
     }
+}
+
+/// R1, R11 with a `Driven` connection: its end is the connection's death, and the
+/// `Disconnected` handler can read why it ended (the peer went away: the driving future
+/// finished); `close` drops the driving future (ended from this side).
+pub async fn r1_disconnected_handler_reads_why_a_driven_connection_ended<T: TestRuntime>() {
+    let mut server = Server::start(Mode::Echo);
+    let catalog = Catalog::new(server.addr());
+    let clock = VirtualClock::new();
+    let endings = Arc::new(Mutex::new(Vec::new()));
+    let seen = endings.clone();
+    let handle: Arc<Mutex<Option<persistent_connection_tokio::WeakPersistentConnection<_, _, _>>>> =
+        Arc::default();
+    let weak = handle.clone();
+    let (mut log, tx) = EventLog::new();
+    let pc = on_clock::<T>(&catalog, &clock)
+        .on_event(move |event| {
+            if matches!(event, Event::Disconnected) {
+                let pc = weak.lock().unwrap().as_ref().and_then(|w| w.upgrade());
+                let ending = pc.and_then(|pc| pc.last_ending()).map(|e| e.to_string());
+                seen.lock().unwrap().push(ending);
+            }
+            let _ = tx.unbounded_send(name(&event));
+            async {}
+        })
+        .spawn();
+    *handle.lock().unwrap() = Some(pc.downgrade());
+    let first = bounded::<T, _>(pc.connected(), "the first connection").await;
+    server.stop();
+    bounded::<T, _>(log.until("D"), "the server's end to end the connection").await;
+    assert!(first.is_closed());
+    assert!(
+        matches!(first.ending(), Some(Ending::Finished)),
+        "{:?}",
+        first.ending()
+    );
+    let restarted = Server::start(Mode::Echo);
+    catalog.set(restarted.addr());
+    let second = loop {
+        bounded::<T, _>(clock.next_timer(), "the retry timer").await;
+        clock.advance_to_next();
+        if let Some(conn) = pc.current_connection() {
+            break conn;
+        }
+        if let Ok(conn) =
+            bounded::<T, _>(pc.connected_or_failed_to_connect(), "the next attempt").await
+        {
+            break conn;
+        }
+    };
+    bounded::<T, _>(pc.close(), "the close").await;
+    assert!(
+        matches!(second.ending(), Some(Ending::Closed)),
+        "close drops the driving future: {:?}",
+        second.ending()
+    );
+    let endings = endings.lock().unwrap().clone();
+    assert_eq!(
+        endings,
+        [
+            Some("the peer closed the connection".to_string()),
+            Some("closed from this side".to_string())
+        ]
+    );
 }
