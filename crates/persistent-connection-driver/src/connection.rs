@@ -136,6 +136,14 @@ impl Connection for CloseSignal {
 /// Any value shared behind an `Arc` with a [`CloseSignal`]: makes a type with no close
 /// signal of its own (a client, a stream half) usable as a [`Connection`].
 ///
+/// Which to use: when the client comes with a future that drives its I/O and ends when
+/// the connection dies (hyper, tokio-postgres, tarpc, redis, or your own read loop over a
+/// byte stream), use `Driven`: the persistent connection runs that future and notices the
+/// death by itself. Use `Tracked` only when there is no such future and your own code is
+/// where the death shows (a read that returns 0): your code must then raise
+/// [`signal`](Self::signal)`().close()`, or the persistent connection never learns the peer
+/// is gone.
+///
 /// `close` only raises the signal: the value itself is dropped when the last clone goes.
 /// Code that owns the value's I/O should watch [`CloseSignal::closed`] to shut it down,
 /// and raise the signal when it sees the peer go away.

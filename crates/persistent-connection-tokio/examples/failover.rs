@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use persistent_connection_tokio::{CloseSignal, Connection, builder};
+use persistent_connection_tokio::{Driven, builder};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
@@ -74,41 +74,35 @@ impl Replica {
     }
 }
 
-/// The connection we hand out: a line-echo client. Its reader task raises the close signal
-/// when the server goes away, which is how the persistent connection notices.
-#[derive(Clone)]
-struct EchoClient {
-    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
-    replies: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>>,
-    closed: CloseSignal,
+/// A line client: the template for a client over a plain byte stream. Its handle sends a
+/// line and awaits the reply; its read loop is the driving future of a [`Driven`]
+/// connection, so when the server goes away the loop ends and the persistent connection
+/// notices, with no code of ours on the data path.
+struct LineClient {
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    replies: tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>,
 }
 
-impl EchoClient {
-    async fn connect(addr: SocketAddr) -> std::io::Result<EchoClient> {
+impl LineClient {
+    /// Dials `addr`: the handle, driven by the read loop.
+    async fn connect(addr: SocketAddr) -> std::io::Result<Driven<LineClient>> {
         let (read, writer) = TcpStream::connect(addr).await?.into_split();
         let (tx, replies) = mpsc::unbounded_channel();
-        let closed = CloseSignal::new();
-        let signal = closed.clone();
-        tokio::spawn(async move {
+        let read_loop = async move {
             let mut lines = BufReader::new(read).lines();
-            loop {
-                tokio::select! {
-                    line = lines.next_line() => match line {
-                        Ok(Some(line)) => { let _ = tx.send(line); }
-                        _ => break, // EOF or error: the connection is dead
-                    },
-                    () = signal.closed() => break, // closed by us
-                }
+            while let Some(line) = lines.next_line().await? {
+                let _ = tx.send(line);
             }
-            signal.close();
-        });
-        Ok(EchoClient {
-            writer: Arc::new(tokio::sync::Mutex::new(writer)),
-            replies: Arc::new(tokio::sync::Mutex::new(replies)),
-            closed,
-        })
+            Ok::<(), std::io::Error>(()) // EOF: the server went away
+        };
+        let client = LineClient {
+            writer: tokio::sync::Mutex::new(writer),
+            replies: tokio::sync::Mutex::new(replies),
+        };
+        Ok(Driven::new(client, read_loop))
     }
 
+    /// Sends `line`; the reply, or an error once the connection is dead.
     async fn request(&self, line: &str) -> std::io::Result<String> {
         let mut replies = self.replies.lock().await;
         self.writer
@@ -120,22 +114,6 @@ impl EchoClient {
             .recv()
             .await
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"))
-    }
-}
-
-impl Connection for EchoClient {
-    fn close(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
-        let (writer, closed) = (self.writer.clone(), self.closed.clone());
-        async move {
-            closed.close();
-            let _ = writer.lock().await.shutdown().await;
-        }
-    }
-    fn is_closed(&self) -> bool {
-        self.closed.is_closed()
-    }
-    fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
-        self.closed.closed()
     }
 }
 
@@ -165,7 +143,7 @@ async fn main() -> std::io::Result<()> {
             let found = lookup.lookup();
             async move { found }
         },
-        |addr, _ctx| EchoClient::connect(addr),
+        |addr, _ctx| LineClient::connect(addr),
     )
     // A dead long-lived connection is redialled at once; failed attempts wait ~300 ms.
     .retry_delay(|_failures| Duration::from_millis(300))
