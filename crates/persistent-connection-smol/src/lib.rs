@@ -8,17 +8,28 @@
 //! ```no_run
 //! use std::net::SocketAddr;
 //! use std::time::Duration;
-//! use persistent_connection_smol::{builder, Tracked};
+//! use persistent_connection_smol::{builder, Driven};
+//! use smol::io::AsyncReadExt;
 //!
 //! smol::block_on(async {
 //!     let conn = builder(
 //!         "echo",
 //!         || async { Ok::<SocketAddr, std::io::Error>("127.0.0.1:7000".parse().unwrap()) },
-//!         |addr, _ctx| async move { smol::net::TcpStream::connect(addr).await.map(Tracked::new) },
+//!         // The read loop drives the connection: when the peer goes away, it ends.
+//!         |addr, _ctx| async move {
+//!             let stream = smol::net::TcpStream::connect(addr).await?;
+//!             let mut reader = stream.clone();
+//!             let read_loop = async move {
+//!                 let mut buf = [0u8; 64];
+//!                 while reader.read(&mut buf).await? > 0 {}
+//!                 Ok::<(), std::io::Error>(())
+//!             };
+//!             Ok(Driven::new(stream, read_loop))
+//!         },
 //!     )
 //!     .retry_delay(|_failures| Duration::from_secs(1))
 //!     .spawn();
-//!     let stream = conn.connected().await;
+//!     let stream = conn.connected().await; // derefs to the TcpStream, for writing
 //!     # drop(stream);
 //!     conn.close().await;
 //! });

@@ -5,31 +5,51 @@
 //! Tokio and re-exports its API. The same API exists for async-std and smol; switching
 //! runtime is a change of crate name.
 //!
-//! ```no_run
-//! use std::net::SocketAddr;
+//! A server that drops every connection a moment after accepting it, and a persistent
+//! connection that notices each death by itself and dials again:
+//!
+//! ```
 //! use std::time::Duration;
-//! use persistent_connection_tokio::{builder, Event, Tracked};
+//! use persistent_connection_tokio::{builder, Connection, Driven};
+//! use tokio::io::AsyncReadExt;
 //!
-//! # async fn demo() {
-//! let conn = builder(
-//!     "echo",
-//!     // Looked up before every attempt: a catalog, DNS, a config file...
-//!     || async { Ok::<SocketAddr, std::io::Error>("127.0.0.1:7000".parse().unwrap()) },
-//!     // Dials the address; the attempt's context can abort for good.
-//!     |addr, _ctx| async move { tokio::net::TcpStream::connect(addr).await.map(Tracked::new) },
-//! )
-//! .retry_delay(|_failures| Duration::from_secs(1))
-//! .on_event(|event| async move {
-//!     if let Event::FailedToConnect(e) = &event {
-//!         eprintln!("echo: {e}");
-//!     }
-//! })
-//! .spawn();
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> std::io::Result<()> {
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//!     let server = listener.local_addr()?;
+//!     tokio::spawn(async move {
+//!         while let Ok((stream, _)) = listener.accept().await {
+//!             drop(stream); // the peer goes away
+//!         }
+//!     });
 //!
-//! let stream = conn.connected().await; // the live connection, now or when there is one
-//! # drop(stream);
-//! conn.close().await; // closes it, cancels any attempt, and stops for good
-//! # }
+//!     let conn = builder(
+//!         "flaky",
+//!         // Looked up before every attempt: a catalog, DNS, a config file...
+//!         move || async move { Ok::<_, std::io::Error>(server) },
+//!         // Dials it. The read loop is the connection's driving future: when the peer
+//!         // goes away it ends, and the persistent connection dials again.
+//!         |addr, _ctx| async move {
+//!             let mut stream = tokio::net::TcpStream::connect(addr).await?;
+//!             let read_loop = async move {
+//!                 let mut buf = [0u8; 64];
+//!                 while stream.read(&mut buf).await? > 0 {}
+//!                 Ok::<(), std::io::Error>(())
+//!             };
+//!             Ok(Driven::new(addr, read_loop))
+//!         },
+//!     )
+//!     .retry_delay(|_failures| Duration::from_millis(10))
+//!     .spawn();
+//!
+//!     let first = conn.connected().await; // the live connection, now or when there is one
+//!     first.closed().await; // the server dropped it...
+//!     let second = conn.connected().await; // ...and here is the next one
+//!     assert_eq!(*second, server);
+//!     conn.close().await; // closes it, cancels any attempt, and stops for good
+//!     assert!(conn.stats().connections >= 2);
+//!     Ok(())
+//! }
 //! ```
 #![forbid(unsafe_code)]
 
