@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_broadcast::{InactiveReceiver, Sender};
 use persistent_connection::{Config, Exponential, Jitter, Machine, RetryPolicy};
 
 use crate::connection::Connection;
@@ -16,7 +15,7 @@ use crate::health::HealthCheck;
 use crate::hooks::Hooks;
 use crate::runtime::Runtime;
 use crate::shared::{EVENT_BUFFER, Shared};
-use crate::streams::Events;
+use crate::streams::{Events, Lazy};
 use crate::task::Task;
 
 /// A retry policy the driver computes without calling your code (R7). For any other
@@ -49,8 +48,7 @@ pub struct Builder<A, C, E> {
     seed: Option<u64>,
     hooks: Hooks<A, C, E>,
     /// Made here, so that subscribers can exist before the task starts.
-    events: Sender<DriverEvent<A, C, E>>,
-    events_keep: InactiveReceiver<DriverEvent<A, C, E>>,
+    events: Lazy<DriverEvent<A, C, E>>,
 }
 
 impl<A, C, E> Builder<A, C, E>
@@ -76,16 +74,12 @@ where
         K: Fn(A, AttemptContext<E>) -> KF + Send + Sync + 'static,
         KF: Future<Output = Result<C, E>> + Send + 'static,
     {
-        let (mut events, events_rx) = async_broadcast::broadcast(EVENT_BUFFER);
-        events.set_overflow(true);
-        events.set_await_active(false);
         Builder {
             runtime: Arc::new(runtime),
             server_name: server_name.into().into(),
             config: Config::new(),
             seed: None,
-            events,
-            events_keep: events_rx.deactivate(),
+            events: Lazy::new(EVENT_BUFFER),
             hooks: Hooks {
                 get_address: Box::new(move || Box::pin(get_address())),
                 connect: Box::new(move |address, ctx| Box::pin(connect(address, ctx))),
@@ -204,7 +198,7 @@ where
     /// one (R14). [`PersistentConnection::events`] subscribes only from the moment it is
     /// called, by which time the task may have reported the first events.
     pub fn events(&self) -> Events<DriverEvent<A, C, E>> {
-        Events::new(self.events_keep.activate_cloned())
+        Events::new(self.events.subscribe())
     }
 
     /// Starts the persistent connection: a background task begins the first cycle at once
@@ -213,13 +207,7 @@ where
     pub fn spawn(self) -> PersistentConnection<A, C, E> {
         let seed = self.seed.unwrap_or_else(random_seed);
         let machine = Machine::new(self.config, seed);
-        let shared = Shared::new(
-            self.server_name,
-            self.runtime.clone(),
-            machine,
-            self.events,
-            self.events_keep,
-        );
+        let shared = Shared::new(self.server_name, self.runtime.clone(), machine, self.events);
         let task = Task::new(shared.clone(), self.runtime.clone(), self.hooks);
         // Every event and health report of this connection is inside one span naming it.
         #[cfg(feature = "tracing")]

@@ -12,7 +12,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::Waker;
 
-use async_broadcast::{InactiveReceiver, Sender};
 use futures_channel::oneshot;
 use persistent_connection::{Command, Input, Machine, State, StopKind};
 
@@ -21,7 +20,7 @@ use crate::context::AbortFn;
 use crate::error::{AttemptError, ConnectError, DriverEvent, Stopped};
 use crate::runtime::Runtime;
 use crate::stats::{Counters, Stats};
-use crate::streams::{Events, StateChanges};
+use crate::streams::{Events, Lazy, StateChanges};
 
 /// How many events a subscriber may fall behind before it is told it lagged. A cycle
 /// reports a handful of events, so this is several cycles of slack; it is allocated per
@@ -54,10 +53,8 @@ pub(crate) struct Shared<A, C, E> {
     inner: Mutex<Inner<A, C, E>>,
     /// Notified on every change of state and when the task has finished.
     changed: event_listener::Event,
-    events: Sender<DriverEvent<A, C, E>>,
-    events_keep: InactiveReceiver<DriverEvent<A, C, E>>,
-    states: Sender<State>,
-    states_keep: InactiveReceiver<State>,
+    events: Lazy<DriverEvent<A, C, E>>,
+    states: Lazy<State>,
 }
 
 struct Inner<A, C, E> {
@@ -143,12 +140,8 @@ where
         server_name: Arc<str>,
         runtime: Arc<dyn Runtime>,
         mut machine: DriverMachine<A, C, E>,
-        events: Sender<DriverEvent<A, C, E>>,
-        events_keep: InactiveReceiver<DriverEvent<A, C, E>>,
+        events: Lazy<DriverEvent<A, C, E>>,
     ) -> Arc<Self> {
-        let (mut states, states_rx) = async_broadcast::broadcast(STATE_BUFFER);
-        states.set_overflow(true);
-        states.set_await_active(false);
         let mut commands = VecDeque::new();
         while let Some(command) = machine.poll_command() {
             commands.push_back(command);
@@ -172,9 +165,7 @@ where
             }),
             changed: event_listener::Event::new(),
             events,
-            events_keep,
-            states,
-            states_keep: states_rx.deactivate(),
+            states: Lazy::new(STATE_BUFFER),
         })
     }
 
@@ -215,15 +206,15 @@ where
         if state != inner.state {
             inner.state = state;
             inner.counters.state_since = self.runtime.now();
-            let _ = self.states.try_broadcast(state);
+            self.states.send(&state);
             self.changed.notify(usize::MAX);
         }
         rejected
     }
 
     /// Publishes an event to the subscribers (R14); never waits for them.
-    pub(crate) fn publish(&self, event: DriverEvent<A, C, E>) {
-        let _ = self.events.try_broadcast(event);
+    pub(crate) fn publish(&self, event: &DriverEvent<A, C, E>) {
+        self.events.send(event);
     }
 
     /// An attempt made `conn`: every waiter gets it (R3, R8, R9).
@@ -469,14 +460,14 @@ where
     }
 
     pub(crate) fn events(&self) -> Events<DriverEvent<A, C, E>> {
-        Events::new(self.events_keep.activate_cloned())
+        Events::new(self.events.subscribe())
     }
 
     /// The current state, then every change.
     pub(crate) fn state_changes(&self) -> StateChanges {
         // Changes are broadcast under this lock, so the first state and the queue agree.
         let inner = self.lock();
-        StateChanges::new(inner.state, self.states_keep.activate_cloned())
+        StateChanges::new(inner.state, self.states.subscribe())
     }
 
     /// The `abort` of every attempt's context. It holds the state weakly: a context kept

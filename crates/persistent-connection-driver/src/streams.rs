@@ -3,7 +3,10 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use async_broadcast::{Receiver, RecvError};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_broadcast::{InactiveReceiver, Receiver, RecvError, Sender};
 use futures_core::Stream;
 
 use persistent_connection::State;
@@ -77,6 +80,59 @@ impl Stream for StateChanges {
                 Poll::Ready(Some(Err(RecvError::Closed)) | None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             };
+        }
+    }
+}
+
+/// A broadcast channel made on first subscription, so that a persistent connection nobody
+/// watches allocates nothing for it. Sending before anyone subscribed costs one check.
+pub(crate) struct Lazy<T> {
+    channel: OnceLock<(Sender<T>, InactiveReceiver<T>)>,
+    capacity: usize,
+    closed: AtomicBool,
+}
+
+impl<T: Clone> Lazy<T> {
+    /// A channel of `capacity` items per subscriber, not made yet.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Lazy {
+            channel: OnceLock::new(),
+            capacity,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// A receiver of everything sent from now on (made at once, ended if closed).
+    pub(crate) fn subscribe(&self) -> Receiver<T> {
+        let (sender, keep) = self.channel.get_or_init(|| {
+            let (mut sender, receiver) = async_broadcast::broadcast(self.capacity);
+            // A slow subscriber loses the oldest items; nobody is ever waited for.
+            sender.set_overflow(true);
+            sender.set_await_active(false);
+            (sender, receiver.deactivate())
+        });
+        let receiver = keep.activate_cloned();
+        // Closed before or while we made it: the new subscriber sees the end at once.
+        if self.closed.load(Ordering::SeqCst) {
+            sender.close();
+        }
+        receiver
+    }
+
+    /// Sends a clone of `item` to the subscribers, if there are any; never waits.
+    pub(crate) fn send(&self, item: &T) {
+        if let Some((sender, _)) = self.channel.get() {
+            if sender.receiver_count() > 0 {
+                let _ = sender.try_broadcast(item.clone());
+            }
+        }
+    }
+
+    /// Ends every stream, present and future.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Some((sender, _)) = self.channel.get() {
+            sender.close();
         }
     }
 }

@@ -119,7 +119,7 @@ where
     fn report(&mut self, event: DriverEvent<A, C, E>) {
         #[cfg(feature = "tracing")]
         trace_event(&event);
-        self.shared.publish(event.clone());
+        self.shared.publish(&event);
         match &self.hooks.on_event {
             Some(on_event) => self.handler = Some(CatchUnwind::call(|| on_event(event))),
             None => self.feed(Input::EventHandled),
