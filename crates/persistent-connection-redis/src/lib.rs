@@ -36,21 +36,27 @@
 //! command, and then ends. The redis crate spawns that driver itself when you go through
 //! `Client`, and then tells nobody when it ends; but
 //! `MultiplexedConnection::new_with_config` hands it to the caller. [`Connector`] dials
-//! the socket itself, takes the driver, and runs it in a task that raises the
-//! connection's close signal when it ends. That was chosen over the alternatives:
+//! the socket itself, takes the driver, and makes the connection a [`Driven`] one: the
+//! persistent connection runs the driver on its own runtime from the moment the connection
+//! is handed over, and the driver's end *is* the connection's death, so `Disconnected` is
+//! reported at once, also for an idle connection. That was chosen over the alternatives:
 //!
 //! - the `Disconnection` push message: it needs a push sender, which the redis crate only
 //!   accepts on RESP3 connections, and it would take the one push-sender slot from the user;
-//! - raising the signal when a command fails with a connection-dropped error: an idle
+//! - closing the connection when a command fails with a connection-dropped error: an idle
 //!   connection would never notice, so `Disconnected` would come late or never, and the
 //!   persistent connection would keep handing out a dead connection.
 //!
-//! Owning the driver also makes `close` real: it stops the driver, which drops the socket,
-//! even while your code still holds clones of the connection (their commands then fail at
-//! once with a broken-pipe I/O error).
+//! Owning the driver also makes `close` real: it drops the driver, and so the socket, even
+//! while your code still holds clones of the connection (their commands then fail at once
+//! with a broken-pipe I/O error). [`RedisConnection::ending`], and
+//! [`PersistentConnection::last_ending`] in the `Disconnected` handler, say why it ended:
+//! [`Ending::Finished`] (the server closed the socket or the socket failed: the redis
+//! driver ends with `()` either way), [`Ending::Panicked`], or [`Ending::Closed`] (closed
+//! from this side).
 //!
 //! Built-in dialling covers `redis://` (TCP) and `redis+unix://` addresses. For TLS, dial
-//! the stream yourself and use [`Connector::connect_stream`].
+//! the stream yourself and use [`Connector::dial_stream`].
 //!
 //! # Errors
 //!
@@ -64,9 +70,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -78,71 +82,44 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use persistent_connection_tokio::{
     AttemptContext, AttemptError, Backoff, BoxFuture, Builder, CloseSignal, ConnectError,
-    Connection, DriverEvent, Event, Events, Exponential, Jitter, Lagged, PersistentConnection,
-    Runtime, State, Stopped, Tokio,
+    Connection, DriveOutput, Driven, DriverEvent, Ending, Event, Events, Exponential, Jitter,
+    Lagged, PersistentConnection, Runtime, State, Stopped, Tokio, WeakPersistentConnection,
 };
 
 /// A persistent connection to Redis; `A` is the address `get_address` returns (a
 /// `redis://` URL as a `String`, a `(host, port)` pair, ...).
 pub type PersistentRedis<A = String> = PersistentConnection<A, RedisConnection, RedisError>;
 
-/// A live Redis connection: a `MultiplexedConnection` whose driver runs in a task that
-/// raises the close signal when the socket dies. Send commands with `redis::AsyncCommands`
-/// or `Cmd::query_async` on it (it implements `redis::aio::ConnectionLike`).
+/// A live Redis connection: a `MultiplexedConnection` and its driver, as a [`Driven`]
+/// connection (the persistent connection runs the driver; the connection closes when the
+/// driver ends, or when [`close`](Connection::close) drops it). Send commands with
+/// `redis::AsyncCommands` or `Cmd::query_async` on it (it implements
+/// `redis::aio::ConnectionLike`); once it is closed they fail at once.
 ///
 /// Cheap to clone; clones share the socket.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct RedisConnection {
+    /// This clone's handle: redis sends commands through `&mut`, which a `Driven`'s shared
+    /// handle cannot give, so each clone keeps its own.
     conn: MultiplexedConnection,
-    state: Arc<Shared>,
-}
-
-struct Shared {
-    /// Raised by `close` or when the driver ends.
-    closing: CloseSignal,
-    /// Raised once the driver, and so the socket, has been dropped.
-    closed: CloseSignal,
-}
-
-impl fmt::Debug for RedisConnection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisConnection")
-            .field("closing", &self.state.closing.is_closed())
-            .field("closed", &self.state.closed.is_closed())
-            .finish_non_exhaustive()
-    }
+    /// The driver, run and watched as a `Driven` connection's.
+    driven: Driven<()>,
 }
 
 impl RedisConnection {
-    /// Runs `driver` (as returned with `conn` by `MultiplexedConnection::new_with_config`)
-    /// in a task on `runtime`, and ties the connection's close signal to it.
-    pub fn from_parts(
-        runtime: &impl Runtime,
+    /// `conn` driven by `driver`, as `MultiplexedConnection::new_with_config` returns them.
+    /// The driver does not run yet: hand the connection to a persistent connection (from
+    /// its `connect`), which runs it on its runtime; to use the connection on its own,
+    /// start the driver yourself with `runtime.spawn(conn.take_driver().unwrap())`, as
+    /// [`Connector::connect`] does.
+    pub fn new(
         conn: MultiplexedConnection,
         driver: impl Future<Output = ()> + Send + 'static,
     ) -> Self {
-        let state = Arc::new(Shared {
-            closing: CloseSignal::new(),
-            closed: CloseSignal::new(),
-        });
-        let task_state = state.clone();
-        runtime.spawn(Box::pin(async move {
-            {
-                let mut driver = pin!(driver);
-                let mut stop = pin!(task_state.closing.closed());
-                std::future::poll_fn(|cx| {
-                    if driver.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(());
-                    }
-                    stop.as_mut().poll(cx)
-                })
-                .await;
-                // The driver, and so the socket, is dropped here.
-            }
-            task_state.closing.close();
-            task_state.closed.close();
-        }));
-        RedisConnection { conn, state }
+        RedisConnection {
+            conn,
+            driven: Driven::new((), driver),
+        }
     }
 
     /// A clone of the underlying `MultiplexedConnection`. It shares the socket: once this
@@ -150,21 +127,34 @@ impl RedisConnection {
     pub fn multiplexed(&self) -> MultiplexedConnection {
         self.conn.clone()
     }
+
+    /// Why the connection ended, once it has: [`Ending::Finished`] when the driver ended
+    /// (the server closed the socket, or it failed), [`Ending::Closed`] after `close`.
+    pub fn ending(&self) -> Option<Ending> {
+        self.driven.ending()
+    }
 }
 
+/// All of it is the [`Driven`]'s.
 impl Connection for RedisConnection {
-    /// Stops the driver, which drops the socket; resolves once it is dropped.
     fn close(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
-        self.state.closing.close();
-        self.state.closed.closed()
+        self.driven.close()
     }
 
     fn is_closed(&self) -> bool {
-        self.state.closing.is_closed()
+        self.driven.is_closed()
     }
 
     fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
-        self.state.closed.closed()
+        self.driven.closed()
+    }
+
+    fn take_driver(&self) -> Option<BoxFuture<()>> {
+        self.driven.take_driver()
+    }
+
+    fn ending(&self) -> Option<Ending> {
+        self.driven.ending()
     }
 }
 
@@ -244,22 +234,10 @@ impl Connector {
     }
 
     /// Dials `addr` (a `redis://` or `redis+unix://` URL, a `(host, port)` pair, a
-    /// `ConnectionInfo`, ...), shakes hands (AUTH, SELECT, ...), and runs the connection's
-    /// driver on the current Tokio runtime.
-    ///
-    /// # Panics
-    /// Outside a Tokio runtime.
-    pub async fn connect(&self, addr: impl IntoConnectionInfo) -> RedisResult<RedisConnection> {
-        self.connect_on(&Tokio::current(), addr).await
-    }
-
-    /// As [`connect`](Self::connect), running the driver on `runtime` (a Tokio-based one:
-    /// the socket is Tokio's).
-    pub async fn connect_on(
-        &self,
-        runtime: &impl Runtime,
-        addr: impl IntoConnectionInfo,
-    ) -> RedisResult<RedisConnection> {
+    /// `ConnectionInfo`, ...) and shakes hands (AUTH, SELECT, ...): the `connect` of a
+    /// persistent connection, which runs the connection's driver. The driver does not run
+    /// until then; for a connection to use on its own, call [`connect`](Self::connect).
+    pub async fn dial(&self, addr: impl IntoConnectionInfo) -> RedisResult<RedisConnection> {
         let info = addr.into_connection_info()?;
         let attempt = async {
             match info.addr() {
@@ -271,19 +249,17 @@ impl Connector {
                         redis::io::tcp::socket2::SockRef::from(&stream)
                             .set_tcp_keepalive(keepalive)?;
                     }
-                    self.connect_stream(runtime, info.redis_settings(), stream)
-                        .await
+                    self.dial_stream(info.redis_settings(), stream).await
                 }
                 #[cfg(unix)]
                 ConnectionAddr::Unix(path) => {
                     let stream = tokio::net::UnixStream::connect(path).await?;
-                    self.connect_stream(runtime, info.redis_settings(), stream)
-                        .await
+                    self.dial_stream(info.redis_settings(), stream).await
                 }
                 other => Err(RedisError::from((
                     ErrorKind::InvalidClientConfig,
                     "address not dialled by persistent-connection-redis \
-                     (use Connector::connect_stream for TLS)",
+                     (use Connector::dial_stream for TLS)",
                     other.to_string(),
                 ))),
             }
@@ -299,12 +275,25 @@ impl Connector {
         }
     }
 
+    /// As [`dial`](Self::dial), then runs the driver on the current Tokio runtime: a
+    /// connection to use on its own, outside a persistent connection (which would run the
+    /// driver itself: give it [`dial`](Self::dial)).
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub async fn connect(&self, addr: impl IntoConnectionInfo) -> RedisResult<RedisConnection> {
+        let conn = self.dial(addr).await?;
+        if let Some(driver) = conn.take_driver() {
+            Tokio::current().spawn(driver);
+        }
+        Ok(conn)
+    }
+
     /// Makes a connection over a stream you dialled yourself (TLS, a proxy, ...): shakes
-    /// hands with `info` and runs the driver on `runtime`. The connect timeout is not
-    /// applied here.
-    pub async fn connect_stream<S>(
+    /// hands with `info`; as with [`dial`](Self::dial), the persistent connection you hand
+    /// it to runs the driver. The connect timeout is not applied here.
+    pub async fn dial_stream<S>(
         &self,
-        runtime: &impl Runtime,
         info: &RedisConnectionInfo,
         stream: S,
     ) -> RedisResult<RedisConnection>
@@ -313,8 +302,21 @@ impl Connector {
     {
         let (conn, driver) =
             MultiplexedConnection::new_with_config(info, stream, self.config.clone()).await?;
-        Ok(RedisConnection::from_parts(runtime, conn, driver))
+        Ok(RedisConnection::new(conn, driver))
     }
+}
+
+/// What `get_address` may return: an address the redis crate can dial (a `redis://` URL as
+/// a `String`, a `(host, port)` pair, a `ConnectionInfo`, ...) that the persistent
+/// connection can compare and log.
+pub trait RedisAddress:
+    IntoConnectionInfo + Clone + PartialEq + fmt::Debug + Send + Sync + 'static
+{
+}
+
+impl<A> RedisAddress for A where
+    A: IntoConnectionInfo + Clone + PartialEq + fmt::Debug + Send + Sync + 'static
+{
 }
 
 /// Starts building a persistent connection to Redis on the current Tokio runtime, with the
@@ -323,12 +325,11 @@ impl Connector {
 ///
 /// # Panics
 /// Outside a Tokio runtime.
-pub fn builder<A, G, GF>(
+pub fn builder<A: RedisAddress, G, GF>(
     server_name: impl Into<String>,
     get_address: G,
 ) -> Builder<A, RedisConnection, RedisError>
 where
-    A: IntoConnectionInfo + Clone + PartialEq + fmt::Debug + Send + Sync + 'static,
     G: Fn() -> GF + Send + Sync + 'static,
     GF: Future<Output = RedisResult<A>> + Send + 'static,
 {
@@ -336,24 +337,21 @@ where
 }
 
 /// As [`builder`], with your [`Connector`], on `runtime` (which runs both the persistent
-/// connection and the connections' drivers; it must be Tokio-based).
-pub fn builder_with<A, G, GF, R>(
+/// connection and the connections' drivers; it must be Tokio-based: the sockets are
+/// Tokio's).
+pub fn builder_with<A: RedisAddress, G, GF>(
     server_name: impl Into<String>,
     get_address: G,
     connector: Connector,
-    runtime: R,
+    runtime: impl Runtime,
 ) -> Builder<A, RedisConnection, RedisError>
 where
-    A: IntoConnectionInfo + Clone + PartialEq + fmt::Debug + Send + Sync + 'static,
     G: Fn() -> GF + Send + Sync + 'static,
     GF: Future<Output = RedisResult<A>> + Send + 'static,
-    R: Runtime + Clone,
 {
     let connector = Arc::new(connector);
-    let dial_runtime = runtime.clone();
     Builder::new(runtime, server_name, get_address, move |addr: A, _ctx| {
         let connector = connector.clone();
-        let runtime = dial_runtime.clone();
-        async move { connector.connect_on(&runtime, addr).await }
+        async move { connector.dial(addr).await }
     })
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persistent_connection_redis::{
-    BoxFuture, ConnectError, Connection, Connector, DriverEvent, Event, PersistentRedis,
+    BoxFuture, ConnectError, Connection, Connector, DriverEvent, Ending, Event, PersistentRedis,
     RedisConnection, Runtime, Tokio,
 };
 use redis::{AsyncCommands, RedisError};
@@ -184,6 +184,11 @@ async fn restart_under_a_persistent_connection() {
         "{refused}"
     );
     assert!(conn.is_closed());
+    assert!(
+        matches!(conn.ending(), Some(Ending::Finished)),
+        "the driver ended on its own: {:?}",
+        conn.ending()
+    );
 
     // During the outage commands fail with a clear error, at once, rather than hang: on the
     // dead connection, and for a caller that asks for the next attempt's outcome.
@@ -255,6 +260,11 @@ async fn restart_under_a_persistent_connection() {
     // Close: Disconnected, then nothing more; no task and no connection left behind.
     bounded("close", redis.close()).await;
     assert!(conn.is_closed());
+    assert!(
+        matches!(conn.ending(), Some(Ending::Closed)),
+        "{:?}",
+        conn.ending()
+    );
     assert_eq!(show(&next_event(&mut events).await), "Disconnected");
     assert!(
         bounded("the end of the events", events.recv())

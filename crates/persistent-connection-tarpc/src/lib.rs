@@ -35,37 +35,52 @@
 //! # }
 //! ```
 //!
-//! # Why tarpc
+//! # Why tarpc, and what the connection is
 //!
 //! The seed's connection is an `Rpc.Connection.t`: a client whose life ends on its own when
 //! the transport dies, which the persistent connection watches. tarpc is the Rust RPC
 //! framework built the same way: a generated client (`GreeterClient`) is a cheap handle
 //! onto a channel, and a separate *dispatch* future owns the transport. The dispatch
 //! resolves exactly when the connection is over: the server closed it (read half at EOF),
-//! the transport failed, or every client handle is gone. So the close signal of a tarpc
-//! connection needs no heartbeat and no guessing: [`RpcConnection`] runs the dispatch in
-//! a task and raises its [`CloseSignal`] when the dispatch ends, and closing it drops the
-//! dispatch (and with it the socket). Calls on a dead client fail at once with
-//! [`tarpc::client::RpcError::Shutdown`]; calls in flight when it died fail with
-//! `RpcError::Shutdown` or `RpcError::Channel`: nothing hangs. (tonic/gRPC, by contrast,
-//! hides its connection behind a lazily reconnecting channel of its own, which leaves
-//! nothing to watch.)
+//! the transport failed, or every client handle is gone.
+//!
+//! So the connection, [`RpcConnection<C>`], is a [`Driven<C>`](Driven): the client as the
+//! handle, the dispatch as its driving future (`Driven::new(client, dispatch)`, from
+//! tarpc's `NewClient { client, dispatch }`). The persistent connection runs the dispatch
+//! on its own runtime from the moment `connect` hands the connection over, and the
+//! dispatch's end *is* the connection's death: `Disconnected` is reported at once, with no
+//! heartbeat and no guessing. `close` drops the dispatch, and with it the socket.
+//! [`Driven::ending`], and [`PersistentConnection::last_ending`] in the `Disconnected`
+//! handler, say why it ended: [`Ending::Finished`] (the server closed the connection),
+//! [`Ending::Failed`] with the transport's error, [`Ending::Panicked`], or
+//! [`Ending::Closed`] (closed from this side).
+//!
+//! Calls on a dead client fail at once with [`tarpc::client::RpcError::Shutdown`]; calls in
+//! flight when it died fail with `RpcError::Shutdown` or `RpcError::Channel`: nothing
+//! hangs. (tonic/gRPC, by contrast, hides its connection behind a lazily reconnecting
+//! channel of its own, which leaves nothing to watch.)
 //!
 //! # Any transport
 //!
 //! [`builder`] and [`connect_tcp`] dial TCP with tarpc's length-delimited Bincode
 //! framing. For any other transport (TLS, Unix sockets, JSON, in-memory channels) make the
-//! client yourself and hand it to [`RpcConnection::spawn`]:
+//! client yourself in your `connect` and return it as a [`Driven`]; the persistent
+//! connection runs its dispatch:
 //!
 //! ```no_run
 //! # #[tarpc::service] trait Greeter { async fn hello(name: String) -> String; }
-//! use persistent_connection_tarpc::RpcConnection;
-//! # async fn demo() {
+//! use persistent_connection_tarpc::{Driven, RpcConnection};
+//! use tarpc::client::NewClient;
+//! # fn demo() {
 //! let (client_side, _server_side) = tarpc::transport::channel::unbounded();
-//! let conn = RpcConnection::spawn(GreeterClient::new(Default::default(), client_side));
+//! let NewClient { client, dispatch } = GreeterClient::new(Default::default(), client_side);
+//! let conn: RpcConnection<GreeterClient> = Driven::new(client, dispatch);
 //! # drop(conn);
 //! # }
 //! ```
+//!
+//! A connection that is never handed to a persistent connection never runs its dispatch:
+//! to use a tarpc client on its own, use tarpc's `NewClient::spawn`.
 //!
 //! # Errors
 //!
@@ -76,26 +91,22 @@
 //! [`ConnectError`], either of them, from `connected_or_failed_to_connect`.
 #![forbid(unsafe_code)]
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::ops::Deref;
-use std::pin::pin;
-use std::sync::{Arc, OnceLock};
-use std::task::Poll;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tarpc::client::{self, NewClient, RequestDispatch};
+use tarpc::client::{self, Config, NewClient, RequestDispatch};
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::{ClientMessage, Response};
 use tokio::net::{TcpStream, ToSocketAddrs};
 
 pub use persistent_connection_tokio::{
     AttemptContext, AttemptError, Backoff, Builder, CloseSignal, ConnectError, Connection,
-    DriverEvent, Event, Events, Exponential, Jitter, Lagged, PersistentConnection, Runtime, State,
-    Stopped, Tokio,
+    DriveOutput, Driven, DriverEvent, Ending, Event, Events, Exponential, Jitter, Lagged,
+    PersistentConnection, Runtime, State, Stopped, Tokio, WeakPersistentConnection,
 };
 
 /// A persistent connection whose connection is a tarpc client `C` (e.g. `GreeterClient`):
@@ -111,161 +122,37 @@ pub type TcpTransport<Req, Resp> = tarpc::serde_transport::Transport<
     Bincode<Response<Resp>, ClientMessage<Req>>,
 >;
 
+/// What tarpc's generated `XxxClient::new` returns over a [`TcpTransport`]: the client `C`
+/// and its dispatch.
+pub type TcpNewClient<C, Req, Resp> =
+    NewClient<C, RequestDispatch<Req, Resp, TcpTransport<Req, Resp>>>;
+
 /// The `new_client` function that [`connect_tcp`] and [`builder`] take: tarpc's generated
 /// `XxxClient::new` fits.
 pub trait NewTcpClient<C, Req, Resp>:
-    Fn(
-        client::Config,
-        TcpTransport<Req, Resp>,
-    ) -> NewClient<C, RequestDispatch<Req, Resp, TcpTransport<Req, Resp>>>
-    + Send
-    + Sync
-    + 'static
+    Fn(Config, TcpTransport<Req, Resp>) -> TcpNewClient<C, Req, Resp> + Send + Sync + 'static
 {
 }
 
 impl<F, C, Req, Resp> NewTcpClient<C, Req, Resp> for F where
-    F: Fn(
-            client::Config,
-            TcpTransport<Req, Resp>,
-        ) -> NewClient<C, RequestDispatch<Req, Resp, TcpTransport<Req, Resp>>>
-        + Send
-        + Sync
-        + 'static
+    F: Fn(Config, TcpTransport<Req, Resp>) -> TcpNewClient<C, Req, Resp> + Send + Sync + 'static
 {
 }
 
-/// A tarpc client with its dispatch running in a task: a [`Connection`] that closes when
-/// the dispatch ends (the server went away, the transport failed) or when
-/// [`close`](Connection::close) is called.
+/// A tarpc client `C` (e.g. `GreeterClient`) driven by its dispatch: a [`Driven`]
+/// connection. The persistent connection runs the dispatch on its runtime; the connection
+/// closes when the dispatch ends (the server went away, the transport failed) or when
+/// [`close`](Connection::close) drops it, and [`ending`](Driven::ending) says which.
 ///
 /// Dereferences to the client, so the service's calls are made on it directly. Clones
-/// share the client and the dispatch.
-pub struct RpcConnection<C> {
-    client: Arc<C>,
-    state: Arc<Shared>,
-}
-
-struct Shared {
-    /// Raised by `close` or when the dispatch ends: the connection is (being) closed.
-    closing: CloseSignal,
-    /// Raised by the dispatch task once the dispatch, and so the transport, is dropped.
-    closed: CloseSignal,
-    /// The dispatch's error, if it ended with one.
-    error: OnceLock<Arc<dyn StdError + Send + Sync>>,
-}
-
-impl<C> Clone for RpcConnection<C> {
-    fn clone(&self) -> Self {
-        RpcConnection {
-            client: self.client.clone(),
-            state: self.state.clone(),
-        }
-    }
-}
-
-impl<C> Deref for RpcConnection<C> {
-    type Target = C;
-    fn deref(&self) -> &C {
-        &self.client
-    }
-}
-
-impl<C> fmt::Debug for RpcConnection<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RpcConnection")
-            .field("closing", &self.state.closing.is_closed())
-            .field("closed", &self.state.closed.is_closed())
-            .field("error", &self.state.error.get().map(|e| e.to_string()))
-            .finish_non_exhaustive()
-    }
-}
-
-impl<C> RpcConnection<C> {
-    /// Runs `new_client`'s dispatch in a task on the current Tokio runtime and wraps its
-    /// client. `new_client` is what tarpc's generated `XxxClient::new(config, transport)`
-    /// returns, for any transport.
-    ///
-    /// # Panics
-    /// Outside a Tokio runtime.
-    pub fn spawn<D, E>(new_client: NewClient<C, D>) -> Self
-    where
-        D: Future<Output = Result<(), E>> + Send + 'static,
-        E: StdError + Send + Sync + 'static,
-    {
-        Self::spawn_on(&Tokio::current(), new_client)
-    }
-
-    /// As [`spawn`](Self::spawn), on `runtime`.
-    pub fn spawn_on<D, E>(runtime: &impl Runtime, new_client: NewClient<C, D>) -> Self
-    where
-        D: Future<Output = Result<(), E>> + Send + 'static,
-        E: StdError + Send + Sync + 'static,
-    {
-        let NewClient { client, dispatch } = new_client;
-        let state = Arc::new(Shared {
-            closing: CloseSignal::new(),
-            closed: CloseSignal::new(),
-            error: OnceLock::new(),
-        });
-        let task_state = state.clone();
-        runtime.spawn(Box::pin(async move {
-            let result = {
-                let mut dispatch = pin!(dispatch);
-                let mut stop = pin!(task_state.closing.closed());
-                std::future::poll_fn(|cx| {
-                    if let Poll::Ready(result) = dispatch.as_mut().poll(cx) {
-                        return Poll::Ready(Some(result));
-                    }
-                    stop.as_mut().poll(cx).map(|()| None)
-                })
-                .await
-                // The dispatch, and so the transport, is dropped here.
-            };
-            if let Some(Err(e)) = result {
-                let _ = task_state.error.set(Arc::new(e));
-            }
-            task_state.closing.close();
-            task_state.closed.close();
-        }));
-        RpcConnection {
-            client: Arc::new(client),
-            state,
-        }
-    }
-
-    /// The client (also reachable through `Deref`).
-    pub fn client(&self) -> &C {
-        &self.client
-    }
-
-    /// The error the dispatch ended with, if it ended with one (a transport failure). `None`
-    /// while it runs, and when it ended cleanly (the server closed the connection, or
-    /// [`close`](Connection::close)).
-    pub fn error(&self) -> Option<Arc<dyn StdError + Send + Sync>> {
-        self.state.error.get().cloned()
-    }
-}
-
-impl<C: Send + Sync + 'static> Connection for RpcConnection<C> {
-    /// Stops the dispatch (dropping the transport); resolves once it is dropped.
-    fn close(&self) -> impl Future<Output = ()> + Send + 'static + use<C> {
-        self.state.closing.close();
-        self.state.closed.closed()
-    }
-
-    fn is_closed(&self) -> bool {
-        self.state.closing.is_closed()
-    }
-
-    fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<C> {
-        self.state.closed.closed()
-    }
-}
+/// share the client and the dispatch. Make one with `Driven::new(client, dispatch)` from
+/// tarpc's `NewClient { client, dispatch }`.
+pub type RpcConnection<C> = Driven<C>;
 
 /// Dials `addr` over TCP (no Nagle delay), frames it with tarpc's length-delimited Bincode
-/// codec, makes the client with `new_client` (tarpc's generated `XxxClient::new`) and
-/// spawns its dispatch on the current Tokio runtime.
+/// codec, and makes the client with `new_client` (tarpc's generated `XxxClient::new`): a
+/// `connect` for a persistent connection, which runs the client's dispatch. (Its dispatch
+/// does not run until then.)
 ///
 /// The server must use the same framing: `tarpc::serde_transport::tcp::listen(addr,
 /// Bincode::default)`, or `Transport::from((stream, Bincode::default()))` per accepted
@@ -280,20 +167,11 @@ where
     Req: Serialize + Send + 'static,
     Resp: DeserializeOwned + Send + 'static,
 {
-    let transport = dial_tcp(addr).await?;
-    Ok(RpcConnection::spawn(new_client(config, transport)))
-}
-
-/// Dials `addr` and frames the stream as [`connect_tcp`] does.
-async fn dial_tcp<A, Req, Resp>(addr: A) -> io::Result<TcpTransport<Req, Resp>>
-where
-    A: ToSocketAddrs,
-    Req: Serialize,
-    Resp: DeserializeOwned,
-{
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    Ok(TcpTransport::from((stream, Bincode::default())))
+    let transport = TcpTransport::from((stream, Bincode::default()));
+    let NewClient { client, dispatch } = new_client(config, transport);
+    Ok(Driven::new(client, dispatch))
 }
 
 /// Starts building a persistent connection to a tarpc service over TCP, on the current
@@ -324,11 +202,8 @@ where
     persistent_connection_tokio::builder(server_name, get_address, move |addr: A, _ctx| {
         let new_client = new_client.clone();
         async move {
-            let transport = dial_tcp(addr).await.map_err(E::from)?;
-            Ok(RpcConnection::spawn(new_client(
-                client::Config::default(),
-                transport,
-            )))
+            let new_client = move |config, transport| new_client(config, transport);
+            Ok(connect_tcp(addr, client::Config::default(), new_client).await?)
         }
     })
 }

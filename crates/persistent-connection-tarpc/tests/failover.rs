@@ -1,15 +1,18 @@
 //! Failover of a tarpc client over 127.0.0.1: when the live replica dies, the persistent
 //! connection finds the next one in the catalog; calls made meanwhile fail with an error
-//! instead of hanging; close leaves nothing behind.
+//! instead of hanging; close leaves nothing behind. The `Disconnected` handler reads why
+//! each connection ended (`last_ending`) through a weak handle.
 
 mod support;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use persistent_connection_tarpc::{
-    ConnectError, Connection, DriverEvent, Event, PersistentRpc, RpcConnection,
+    ConnectError, Connection, DriverEvent, Ending, Event, PersistentRpc, RpcConnection,
+    WeakPersistentConnection,
 };
 use support::{Catalog, GreeterClient, Replica};
 use tarpc::client::RpcError;
@@ -45,6 +48,13 @@ async fn next_events(events: &mut mpsc::UnboundedReceiver<Ev>, n: usize) -> Vec<
     seen
 }
 
+/// The next `Ending` the `Disconnected` handler read with `last_ending`.
+async fn next_ending(endings: &mut mpsc::UnboundedReceiver<Option<Ending>>) -> Option<Ending> {
+    bounded("the Disconnected handler", endings.recv())
+        .await
+        .expect("the Disconnected handler is still there")
+}
+
 async fn bounded<F: std::future::Future>(what: &str, future: F) -> F::Output {
     tokio::time::timeout(BOUND, future)
         .await
@@ -62,6 +72,13 @@ async fn fails_over_to_the_next_replica_and_calls_meanwhile_fail_fast() {
 
     let lookup = catalog.clone();
     let (tx, mut events) = mpsc::unbounded_channel();
+    // The `Disconnected` handler reads `last_ending` through a weak handle (a strong one
+    // would keep the persistent connection alive) and sends what it read here.
+    let (ending_tx, mut endings) = mpsc::unbounded_channel();
+    let weak: Arc<
+        OnceLock<WeakPersistentConnection<SocketAddr, RpcConnection<GreeterClient>, io::Error>>,
+    > = Arc::default();
+    let handler_weak = weak.clone();
     let greeter: PersistentRpc<SocketAddr, GreeterClient> = persistent_connection_tarpc::builder(
         "greeter",
         move || {
@@ -72,10 +89,17 @@ async fn fails_over_to_the_next_replica_and_calls_meanwhile_fail_fast() {
     )
     .retry_delay(|_| Duration::from_millis(20))
     .on_event(move |event| {
+        if let Event::Disconnected = event {
+            let greeter = handler_weak
+                .get()
+                .and_then(WeakPersistentConnection::upgrade);
+            let _ = ending_tx.send(greeter.and_then(|g| g.last_ending()));
+        }
         let _ = tx.send(event);
         async {}
     })
     .spawn();
+    weak.set(greeter.downgrade()).unwrap();
 
     // First cycle: replica a.
     let client = bounded("connected", greeter.connected()).await;
@@ -117,6 +141,18 @@ async fn fails_over_to_the_next_replica_and_calls_meanwhile_fail_fast() {
             "Connected".into()
         ]
     );
+    // The handler saw why: the dispatch finished (the server closed the socket) or failed
+    // (a transport error); the old client says the same.
+    let ending = next_ending(&mut endings).await;
+    assert!(
+        matches!(ending, Some(Ending::Finished | Ending::Failed(_))),
+        "the dispatch ended on its own, got {ending:?}"
+    );
+    assert!(
+        matches!(client.ending(), Some(Ending::Finished | Ending::Failed(_))),
+        "{:?}",
+        client.ending()
+    );
     // The old client is dead: a call on it fails at once.
     assert!(client.is_closed());
     let stale = bounded(
@@ -139,6 +175,11 @@ async fn fails_over_to_the_next_replica_and_calls_meanwhile_fail_fast() {
             "AttemptingToConnect",
             "FailedToConnect(could not get the address: no replica in the catalog)"
         ]
+    );
+    let ending = next_ending(&mut endings).await;
+    assert!(
+        matches!(ending, Some(Ending::Finished | Ending::Failed(_))),
+        "the dispatch ended on its own, got {ending:?}"
     );
     let stale = bounded(
         "a call during the outage",
@@ -178,8 +219,14 @@ async fn fails_over_to_the_next_replica_and_calls_meanwhile_fail_fast() {
     // Close: the client is closed, Disconnected is reported, and then nothing.
     bounded("close", greeter.close()).await;
     assert!(client.is_closed());
-    assert!(client.error().is_none(), "closed by us, not by a failure");
+    assert!(
+        matches!(client.ending(), Some(Ending::Closed)),
+        "closed by us, not by a failure: {:?}",
+        client.ending()
+    );
     assert_eq!(next_events(&mut events, 1).await, ["Disconnected"]);
+    let ending = next_ending(&mut endings).await;
+    assert!(matches!(ending, Some(Ending::Closed)), "got {ending:?}");
     assert!(
         bounded("the end of the events", events.recv())
             .await
