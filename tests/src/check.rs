@@ -41,6 +41,22 @@
 //! - **no connection dropped**: every `Dialed(Ok(c))` the Machine takes comes out as
 //!   `Emit(Connected(c))` or `CloseConnection(c)` (naming the attempt that made it) in the
 //!   same batch; a rejected one comes back in [`Rejected`].
+//! - **R18 reconnect now**: `ReconnectNow` is taken whenever the Machine runs. After a
+//!   stop, and while an attempt is in flight (the `AttemptingToConnect` or
+//!   `ObtainedAddress` handler, a retry delay, a fetch or a dial out), it changes nothing.
+//!   Otherwise the latest attempt's retry timer counts as fired now: the timer out is
+//!   forgotten (its firing is refused as stale), so the next attempt or cycle starts as soon
+//!   as nothing else holds it (at once when the Machine waited for that timer); when a
+//!   connection is current and not yet asked to close (nor closed during its handler), it
+//!   must be closed once (`CloseConnection` naming the attempt that made it); the failure
+//!   count does not change, and the min-uptime wait is cancelled.
+//! - **R19 healthy uptime**: with `min_uptime`, a success does not reset the failure count;
+//!   `StartUptimeTimer { attempt, delay: min_uptime }` comes right before its
+//!   `Emit(Connected)` (and never without `min_uptime`); `UptimeReached` is taken exactly
+//!   while that attempt's connection is current, not reported closed, and its uptime still
+//!   pending (else `UnknownAttempt` when another connection is current, `Unexpected`
+//!   otherwise), and resets the count; a connection reported closed (`Disconnected`) while
+//!   its uptime is pending adds one failure (the cycle's F de-duplication is untouched).
 //! - **R11/R12 stop**: one `Stopped`, of the kind of the first stop input; no attempt, no
 //!   failure and no `Connected` after it; `close` closes the live connection once; the
 //!   Machine finishes as soon as nothing is live, and `Finished` is its last command.
@@ -51,7 +67,8 @@
 //!   [`MAX_BATCH`] commands.
 //! - **queries**: after each batch, `state()`, `current_connection()`, `current_attempt()`,
 //!   `is_closed()`, `stop_kind()`, `is_finished()`, `consecutive_failures()`, `attempt()`,
-//!   `retry_delay()`, `expecting()` and `config()` agree with the model, and the Machine is
+//!   `retry_delay()`, `expecting()`, `is_closing_connection()`, `uptime_pending()` and
+//!   `config()` agree with the model, and the Machine is
 //!   waiting for something that can come (no stall).
 //!
 //! Use it through [`Checked`] (a Machine and its Checker together), or call
@@ -165,11 +182,13 @@ struct Attempt<A> {
     obtained: Option<A>,
     /// The failure count when it started.
     failures_at_start: u32,
+    /// `ReconnectNow` made its retry timer count as fired (R18).
+    skipped: bool,
 }
 
 impl<A> Attempt<A> {
     fn due(&self) -> bool {
-        self.retry.is_some_and(|r| self.elapsed >= r)
+        self.skipped || self.retry.is_some_and(|r| self.elapsed >= r)
     }
 }
 
@@ -194,6 +213,7 @@ struct Snapshot<A, C, E> {
     attempt: Option<AttemptId>,
     retry_delay: Option<Duration>,
     expecting: Expecting,
+    uptime_pending: bool,
     /// `Debug` text: `Config` is `PartialEq` through an `f64`, so NaN never equals itself.
     config: String,
     next_command: Option<Command<A, C, E>>,
@@ -218,6 +238,7 @@ where
             attempt: m.attempt(),
             retry_delay: m.retry_delay(),
             expecting: m.expecting(),
+            uptime_pending: m.uptime_pending(),
             config: format!("{:?}", m.config()),
             next_command: m.peek_command().cloned(),
             debug: format!("{m:?}"),
@@ -273,12 +294,22 @@ pub struct Checker<A, C, E> {
     live: Option<(C, AttemptId)>,
     current: Option<(C, AttemptId)>,
     close_current_owed: bool,
+    /// The current connection was asked to close (by close or reconnect_now); kept until
+    /// `Disconnected`, even once it has closed (what `is_closing_connection()` reports).
+    close_asked: bool,
 
     first_stop: Option<StopKind>,
     close_requested: bool,
     stop_outcome_seen: bool,
     finished: bool,
     failures: u32,
+
+    /// R19: the current connection has not yet been current for `min_uptime`.
+    uptime_pending: bool,
+    /// The attempt of the command polled just before, if it was a `StartUptimeTimer`.
+    just_uptime: Option<AttemptId>,
+    /// The attempt named by the latest `StartUptimeTimer`, if any.
+    last_uptime_timer: Option<AttemptId>,
 
     expected: Vec<Expected<A, C, E>>,
 }
@@ -295,6 +326,8 @@ where
         // A zero connect timeout means no bound, however it was set (R7 of the Machine's
         // docs; the field is public).
         config.connect_timeout = config.connect_timeout.filter(|t| !t.is_zero());
+        // The same for a zero min uptime (R19).
+        config.min_uptime = config.min_uptime.filter(|t| !t.is_zero());
         Checker {
             config,
             step: 0,
@@ -319,11 +352,15 @@ where
             live: None,
             current: None,
             close_current_owed: false,
+            close_asked: false,
             first_stop: None,
             close_requested: false,
             stop_outcome_seen: false,
             finished: false,
             failures: 0,
+            uptime_pending: false,
+            just_uptime: None,
+            last_uptime_timer: None,
             expected: Vec::new(),
         }
     }
@@ -383,6 +420,31 @@ where
     /// (else an address), oldest first.
     pub fn late_results(&self) -> &[(AttemptId, bool)] {
         &self.late
+    }
+
+    /// The attempt whose uptime timer (R19) may fire now and be taken: its connection is
+    /// current, not reported closed, and its uptime still pending.
+    pub fn uptime_timer_out(&self) -> Option<AttemptId> {
+        match (&self.current, &self.live) {
+            (Some((_, a)), Some(_)) if self.uptime_pending => Some(*a),
+            _ => None,
+        }
+    }
+
+    /// The attempt named by the latest `StartUptimeTimer` (R19), whether its timer still
+    /// counts or not.
+    pub fn last_uptime_timer(&self) -> Option<AttemptId> {
+        self.last_uptime_timer
+    }
+
+    /// Whether the model holds the current connection's uptime as pending (R19).
+    pub fn uptime_pending(&self) -> bool {
+        self.uptime_pending
+    }
+
+    /// The model's failure count (R4, R19).
+    pub fn failures(&self) -> u32 {
+        self.failures
     }
 
     /// The latest attempt, once one has started.
@@ -482,7 +544,11 @@ where
             Input::ConnectionClosed { attempt } => {
                 Some(self.live.as_ref().is_some_and(|(_, a)| a == attempt))
             }
-            Input::Close | Input::Abort | Input::CloseWhenCurrentConnectionIsClosed => Some(true),
+            Input::Close
+            | Input::Abort
+            | Input::CloseWhenCurrentConnectionIsClosed
+            | Input::ReconnectNow => Some(true),
+            Input::UptimeReached { attempt } => Some(self.uptime_timer_out() == Some(*attempt)),
             // An input this checker does not know: `apply_input` reports it if taken.
             _ => None,
         }
@@ -637,6 +703,30 @@ where
             }
             _ => {}
         }
+        // R19: a firing for another connection than the current one names the attempt.
+        if let (Input::UptimeReached { attempt }, true) = (input, drained && !self.finished) {
+            let other = self.current.as_ref().is_some_and(|(_, a)| a != attempt);
+            let ok = match err {
+                InputError::UnknownAttempt {
+                    attempt: named,
+                    current,
+                    ..
+                } => other && named == *attempt && Some(current) == self.latest_attempt(),
+                InputError::Unexpected { .. } => !other,
+                _ => false,
+            };
+            if !ok {
+                return Err(self.fail(
+                    "R19 uptime",
+                    format!(
+                        "{input:?} refused with {err:?}; the model has {:?} current (want \
+                         UnknownAttempt naming the latest attempt when another connection \
+                         is current, Unexpected otherwise)",
+                        self.current
+                    ),
+                ));
+            }
+        }
         if rejected.input != *input {
             return Err(self.fail(
                 "R16 bad input",
@@ -777,6 +867,7 @@ where
                 if let Some((c, a)) = &self.live {
                     if !self.close_current_owed {
                         self.close_current_owed = true;
+                        self.close_asked = true;
                         self.expected.push(Expected::CloseCurrent(*a, c.clone()));
                     }
                 }
@@ -784,6 +875,12 @@ where
             Input::Abort => self.stop_input(StopKind::Abort),
             Input::CloseWhenCurrentConnectionIsClosed => {
                 self.stop_input(StopKind::WhenCurrentConnectionCloses)
+            }
+            Input::ReconnectNow => self.reconnect_now(),
+            Input::UptimeReached { .. } => {
+                // R19: it stayed up long enough; the backoff starts over.
+                self.uptime_pending = false;
+                self.failures = 0;
             }
             other => {
                 return Err(self.fail(
@@ -793,6 +890,38 @@ where
             }
         }
         Ok(())
+    }
+
+    /// R18: `ReconnectNow`, fed with every command polled (the driver's contract).
+    fn reconnect_now(&mut self) {
+        if self.stopped() {
+            return;
+        }
+        let in_flight = self.fetch_out.is_some()
+            || self.dial_out.is_some()
+            || self.delay_out.is_some()
+            || matches!(self.handler, Some(Ev::A | Ev::O));
+        if in_flight {
+            return;
+        }
+        // Waiting for the connection to close (or its Connected handler runs), in a
+        // FailedToConnect or Disconnected handler, or waiting for the retry timer: the
+        // timer counts as fired now, and the one out is forgotten.
+        if let Some(att) = self.latest.as_mut() {
+            att.skipped = true;
+        }
+        self.timer = None;
+        if self.current.is_some() {
+            // Not a young death (R19): the count stays as it is.
+            self.uptime_pending = false;
+            if let Some((c, a)) = &self.live {
+                if !self.close_current_owed {
+                    self.close_current_owed = true;
+                    self.close_asked = true;
+                    self.expected.push(Expected::CloseCurrent(*a, c.clone()));
+                }
+            }
+        }
     }
 
     /// The first stop input owes `Stopped` of its kind (R11, R12); later ones nothing.
@@ -842,11 +971,37 @@ where
             ));
         }
         let just_started = self.just_started.take();
+        // R19: the uptime timer starts right before `Connected`, for the same attempt.
+        let just_uptime = self.just_uptime.take();
+        let connected_attempt = match cmd {
+            Command::Emit {
+                event: Event::Connected(_),
+                attempt,
+            } => Some(*attempt),
+            _ => None,
+        };
+        match (self.config.min_uptime, just_uptime, connected_attempt) {
+            (_, Some(a), Some(c)) if Some(a) == c => {}
+            (_, Some(a), _) => {
+                return Err(self.fail(
+                    "R19 uptime",
+                    format!("StartUptimeTimer for {a} is followed by {cmd:?}, not its Connected"),
+                ));
+            }
+            (Some(_), None, Some(c)) => {
+                return Err(self.fail(
+                    "R19 uptime",
+                    format!("Connected of {c:?} without a StartUptimeTimer just before it"),
+                ));
+            }
+            _ => {}
+        }
         // R6: every Emit (and only an Emit) starts a handler, and only one runs at a time.
         if let Some(h) = self.handler {
             let gated = matches!(
                 cmd,
                 Command::Emit { .. }
+                    | Command::StartUptimeTimer { .. }
                     | Command::FailedAgain { .. }
                     | Command::ComputeRetryDelay { .. }
                     | Command::FetchAddress { .. }
@@ -885,6 +1040,30 @@ where
                         .saturating_add(*delay),
                 });
                 self.just_started = Some((*timer, *delay));
+                Ok(())
+            }
+            Command::StartUptimeTimer { attempt, delay } => {
+                if self.config.min_uptime != Some(*delay) {
+                    return Err(self.fail(
+                        "R19 uptime",
+                        format!(
+                            "StartUptimeTimer of {delay:?} for {attempt}; min_uptime is {:?}",
+                            self.config.min_uptime
+                        ),
+                    ));
+                }
+                if !self
+                    .expected
+                    .iter()
+                    .any(|e| matches!(e, Expected::Connected(_)))
+                {
+                    return Err(self.fail(
+                        "R19 uptime",
+                        format!("StartUptimeTimer for {attempt} with no connection to hand out"),
+                    ));
+                }
+                self.just_uptime = Some(*attempt);
+                self.last_uptime_timer = Some(*attempt);
                 Ok(())
             }
             Command::FetchAddress { attempt } => self.on_fetch(machine, *attempt, just_started),
@@ -934,8 +1113,8 @@ where
                     "R11 close",
                     format!(
                         "CloseConnection({c:?} of {attempt}): not a late result of that \
-                         attempt, nor the live connection that close() must close (live: {:?}, \
-                         close requested: {})",
+                         attempt, nor the live connection that close() or reconnect_now() \
+                         must close (live: {:?}, close requested: {})",
                         self.live, self.close_requested
                     ),
                 ))
@@ -1030,7 +1209,14 @@ where
                          handler finished",
                     ));
                 }
+                if self.uptime_pending {
+                    // R19: it died young; it counts as a failed attempt (no F, and the
+                    // cycle's F de-duplication key is untouched).
+                    self.uptime_pending = false;
+                    self.failures = self.failures.saturating_add(1);
+                }
                 self.current = None;
+                self.close_asked = false;
                 self.phase = Phase::BeforeCycle;
                 self.handler = Some(Ev::D);
             }
@@ -1075,10 +1261,16 @@ where
         // close() came in the middle of this batch, after the dial result that made `c`
         // current: close must close it.
         self.close_current_owed = self.close_requested;
+        self.close_asked = self.close_requested;
         if self.close_requested {
             self.expected.push(Expected::CloseCurrent(id, c.clone()));
         }
-        self.failures = 0;
+        // R5; with min_uptime (R19), only once it has stayed up that long.
+        if self.config.min_uptime.is_some() {
+            self.uptime_pending = true;
+        } else {
+            self.failures = 0;
+        }
         self.live = Some((c.clone(), id));
         self.current = Some((c.clone(), id));
         self.phase = Phase::Connected;
@@ -1208,6 +1400,7 @@ where
             elapsed: Duration::ZERO,
             obtained: None,
             failures_at_start: self.failures,
+            skipped: false,
         });
         self.attempt_may_start = false;
         id
@@ -1416,7 +1609,7 @@ where
                 }
                 Expected::Failed(_) => "R4 failure",
                 Expected::CloseLate(..) => "no connection dropped",
-                Expected::CloseCurrent(..) => "R11 close",
+                Expected::CloseCurrent(..) => "R11 close / R18 reconnect",
                 Expected::Stopped(_) => "R11 stop",
                 Expected::Disconnected => "R5 success",
             };
@@ -1432,6 +1625,12 @@ where
             ));
         }
         self.just_started = None;
+        if let Some(a) = self.just_uptime.take() {
+            return Err(self.fail(
+                "R19 uptime",
+                format!("the batch ended after StartUptimeTimer for {a}, without its Connected"),
+            ));
+        }
         self.check_queries(machine)?;
         if self.finished {
             return Ok(());
@@ -1497,7 +1696,7 @@ where
         let id = AttemptId(att.id);
         let in_flight =
             self.fetch_out == Some(id) || self.dial_out == Some(id) || self.handler == Some(Ev::O);
-        let mut need = (att.elapsed < retry).then_some(retry);
+        let mut need = (!att.skipped && att.elapsed < retry).then_some(retry);
         if let Some(t) = self.timeout() {
             if in_flight && att.elapsed < t {
                 need = Some(need.map_or(t, |n| n.min(t)));
@@ -1600,9 +1799,30 @@ where
                 "R4 failure",
                 format!(
                     "consecutive_failures() is {}, the model counts {} (+1 per failure, 0 on \
-                     success)",
+                     success, or once the uptime is reached with min_uptime)",
                     m.consecutive_failures(),
                     self.failures
+                ),
+            ));
+        }
+        // Asked to close (by close or reconnect_now), still current and not closed yet
+        // (R11, R18).
+        let closing = self.close_asked && self.current.is_some() && self.live.is_some();
+        if m.is_closing_connection() != closing {
+            return mismatch(
+                "is_closing_connection()",
+                m.is_closing_connection().to_string(),
+                closing.to_string(),
+            );
+        }
+        if m.uptime_pending() != self.uptime_pending {
+            return Err(self.fail(
+                "R19 uptime",
+                format!(
+                    "uptime_pending() is {}, the model says {} ({})",
+                    m.uptime_pending(),
+                    self.uptime_pending,
+                    self.describe()
                 ),
             ));
         }
@@ -1664,7 +1884,7 @@ where
     fn describe(&self) -> String {
         format!(
             "phase {:?}, handler {:?}, fetch {:?}, dial {:?}, delay {:?}, timer {:?}, live {:?}, \
-             stop {:?}, finished {}, failures {}, attempt {:?}",
+             stop {:?}, finished {}, failures {}, uptime pending {}, attempt {:?}",
             self.phase,
             self.handler,
             self.fetch_out,
@@ -1675,7 +1895,10 @@ where
             self.first_stop,
             self.finished,
             self.failures,
-            self.latest.as_ref().map(|a| (a.id, a.retry, a.elapsed)),
+            self.uptime_pending,
+            self.latest
+                .as_ref()
+                .map(|a| (a.id, a.retry, a.elapsed, a.skipped)),
         )
     }
 }

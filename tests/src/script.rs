@@ -10,7 +10,8 @@
 //! from actions that answer what was not asked ([`Action::WrongAttempt`],
 //! [`Action::FireStaleTimer`], a `Fetch` with no fetch out, ...). Stop inputs can also come
 //! in the middle of a batch ([`Action::StopMidBatch`]), as a `close()` from inside a
-//! handler would.
+//! handler would. `reconnect_now()` (R18, [`Action::ReconnectNow`]) comes at any point
+//! between batches, and the uptime timer (R19, [`Action::Uptime`]) fires on time or late.
 //!
 //! [`run_scenario`] runs a [`Scenario`]; [`run_bytes`] decodes bytes into one first: the
 //! `machine` fuzz target and the corpus replay call it, and the property tests build
@@ -130,6 +131,13 @@ pub enum Action {
         /// The stop input.
         stop: StopInput,
     },
+    /// Feeds `ReconnectNow` (R18), whatever the Machine waits for.
+    ReconnectNow,
+    /// Feeds `UptimeReached` (R19), picked by the byte: `% 4` 0 or 1: for the uptime timer
+    /// that may fire now (else as 2); 2: for the latest uptime timer started, even if its
+    /// connection has closed since (late); 3: for an attempt near the latest one (`(b >> 2)
+    /// % 5 - 2` away), mostly refused.
+    Uptime(u8),
 }
 
 /// A Machine configuration and a script for it.
@@ -173,6 +181,19 @@ pub struct Report {
     pub mid_batch_stops: u64,
     /// The largest consecutive-failure count seen.
     pub max_failures: u32,
+    /// `ReconnectNow` inputs fed (R18).
+    pub reconnects: u64,
+    /// Of those, fed while a connection was live and no stop had come (R18).
+    pub reconnects_connected: u64,
+    /// Uptime timers started (R19).
+    pub uptime_timers: u64,
+    /// `UptimeReached` inputs taken (R19).
+    pub uptimes_reached: u64,
+    /// `UptimeReached` inputs refused (R19).
+    pub uptimes_refused: u64,
+    /// Connections reported closed while their uptime was pending: each counted as a
+    /// failure (R19).
+    pub young_deaths: u64,
     /// The Machine finished before the script's final `Close`.
     pub finished_early: bool,
 }
@@ -206,6 +227,7 @@ impl Report {
                 }
             }
             Command::CancelAttempt { .. } => self.cancels += 1,
+            Command::StartUptimeTimer { .. } => self.uptime_timers += 1,
             Command::CloseConnection { .. } => self.late_closed += 1,
             _ => {}
         }
@@ -230,6 +252,7 @@ enum Owed {
     Timer,
     Closes,
     Late,
+    Uptime,
 }
 
 /// A duration from a byte: zero, tiny, usual, huge and saturating values, and a spread of
@@ -322,9 +345,14 @@ impl<'a> ByteReader<'a> {
 
 /// A configuration and a seed from bytes: the policy (constant, exponential with any
 /// parameters, gRPC's, custom), the jitter (standard, off, any percent), the seed and the
-/// connect timeout (off, or any duration of [`duration_from_byte`]).
+/// connect timeout (off, or any duration of [`duration_from_byte`]). The policy byte's
+/// upper bits set the min uptime (R19): bit 2 clear (as in every seed corpus file) none,
+/// else the duration of [`duration_from_byte`] of the bits above, set on the field directly
+/// so that a zero one reaches the Machine.
 pub fn config_from_bytes(r: &mut ByteReader<'_>) -> (Config, u64) {
-    let policy = match r.u8() % 4 {
+    let p = r.u8();
+    let min_uptime = (p & 4 != 0).then(|| duration_from_byte(p >> 3));
+    let policy = match p % 4 {
         0 => RetryPolicy::Constant(duration_from_byte(r.u8())),
         1 => RetryPolicy::Exponential(Exponential {
             initial: duration_from_byte(r.u8()),
@@ -342,10 +370,11 @@ pub fn config_from_bytes(r: &mut ByteReader<'_>) -> (Config, u64) {
     let seed = r.u64();
     let t = r.u8();
     let timeout = (t % 3 != 0).then(|| duration_from_byte(t / 3));
-    let config = Config::new()
+    let mut config = Config::new()
         .retry_policy(policy)
         .jitter(jitter)
         .connect_timeout(timeout);
+    config.min_uptime = min_uptime;
     (config, seed)
 }
 
@@ -358,9 +387,17 @@ fn stop_from_byte(b: u8) -> StopInput {
 }
 
 /// One action from two bytes (a tag and an argument). Half the tags are [`Action::Auto`],
-/// so that random bytes still go deep into the Machine.
+/// so that random bytes still go deep into the Machine. Tags `0xF0..=0xFF` (unused by the
+/// seed corpus, whose tags are all below 16) are the actions added with R18 and R19:
+/// `0xF0..=0xF7` [`Action::ReconnectNow`], `0xF8..=0xFF` [`Action::Uptime`]; every other
+/// tag means what it always did (its value modulo 16).
 pub fn action_from_bytes(r: &mut ByteReader<'_>) -> Action {
     let (tag, arg) = (r.u8(), r.u8());
+    match tag {
+        0xF0..=0xF7 => return Action::ReconnectNow,
+        0xF8..=0xFF => return Action::Uptime(arg),
+        _ => {}
+    }
     match tag % 16 {
         0..=7 => Action::Auto(arg),
         8 => Action::HandleEvent,
@@ -515,8 +552,29 @@ impl Env {
                 self.mid_stop = Some((after, stop));
                 return None;
             }
+            Action::ReconnectNow => Input::ReconnectNow,
+            Action::Uptime(b) => Input::UptimeReached {
+                attempt: Self::uptime_attempt(checker, b),
+            },
         };
         Some(input)
+    }
+
+    /// The attempt an [`Action::Uptime`] names.
+    fn uptime_attempt(checker: &TestChecker, b: u8) -> AttemptId {
+        let last = checker
+            .last_uptime_timer()
+            .unwrap_or_else(|| Self::latest(checker));
+        match b % 4 {
+            0 | 1 => checker.uptime_timer_out().unwrap_or(last),
+            2 => last,
+            _ => AttemptId(
+                Self::latest(checker)
+                    .0
+                    .wrapping_add(u64::from((b >> 2) % 5))
+                    .wrapping_sub(2),
+            ),
+        }
     }
 
     fn result_for(&mut self, attempt: AttemptId, dial: bool, ok: bool, v: u8) -> TestInput {
@@ -543,7 +601,7 @@ impl Env {
     /// A valid answer to one of the requests the checker says are out, picked and shaped
     /// by `b`; `EventHandled` (to be rejected) when nothing is out.
     pub fn auto(&mut self, b: u8, checker: &TestChecker) -> TestInput {
-        let mut owed = [Owed::Handler; 7];
+        let mut owed = [Owed::Handler; 8];
         let mut n = 0;
         for (yes, what) in [
             (checker.handler_running(), Owed::Handler),
@@ -553,6 +611,8 @@ impl Env {
             (checker.timer_out().is_some(), Owed::Timer),
             (checker.live_connection().is_some(), Owed::Closes),
             (!checker.late_results().is_empty(), Owed::Late),
+            // Last, so that without min_uptime the picks are as they always were.
+            (checker.uptime_timer_out().is_some(), Owed::Uptime),
         ] {
             if yes {
                 owed[n] = what;
@@ -603,6 +663,11 @@ impl Env {
                 let (attempt, dial) = late[usize::from(v) % late.len()];
                 self.result_for(attempt, dial, v & 1 == 0, v)
             }
+            Owed::Uptime => Input::UptimeReached {
+                attempt: checker
+                    .uptime_timer_out()
+                    .unwrap_or_else(|| Self::latest(checker)),
+            },
         }
     }
 }
@@ -610,10 +675,23 @@ impl Env {
 /// Feeds one input through the checker and counts it.
 fn feed(checked: &mut TestChecked, report: &mut Report, input: TestInput) -> Result<(), Violation> {
     report.inputs += 1;
+    let uptime = matches!(input, Input::UptimeReached { .. });
+    if matches!(input, Input::ReconnectNow) {
+        report.reconnects += 1;
+        if checked.checker().live_connection().is_some() && !checked.machine().is_closed() {
+            report.reconnects_connected += 1;
+        }
+    }
     // A rejected connection is handed back: it is ours to close (the checker has already
     // checked that it came back unchanged).
-    if checked.feed(input)?.is_err() {
+    let taken = checked.feed(input)?.is_ok();
+    if !taken {
         report.rejected += 1;
+    }
+    match (uptime, taken) {
+        (true, true) => report.uptimes_reached += 1,
+        (true, false) => report.uptimes_refused += 1,
+        _ => {}
     }
     Ok(())
 }
@@ -636,8 +714,20 @@ pub fn drain(
                 feed(checked, report, stop.input())?;
             }
         }
+        let uptime_pending = checked.checker().uptime_pending();
         match checked.poll()? {
             Some(cmd) => {
+                if uptime_pending
+                    && matches!(
+                        cmd,
+                        Command::Emit {
+                            event: Event::Disconnected,
+                            ..
+                        }
+                    )
+                {
+                    report.young_deaths += 1;
+                }
                 report.count(&cmd);
                 report.max_failures = report
                     .max_failures

@@ -4,8 +4,11 @@
 //!
 //! Per seed the swarm draws fault probabilities (the address fetch fails, the dial fails,
 //! the dial or fetch hangs, a connection dies young, the persistent connection is closed
-//! or aborted at a random moment) and a configuration per Machine (constant, exponential,
-//! gRPC or custom policy; jitter on or off; a connect timeout or none). Every input and
+//! or aborted at a random moment, `reconnect_now` is called at random moments, R18) and a
+//! configuration per Machine (constant, exponential, gRPC or custom policy; jitter on or
+//! off; a connect timeout or none; a min uptime or none, R19). Every uptime timer the
+//! Machine starts fires, and its `UptimeReached` is fed even when it comes late (the
+//! connection closed meanwhile), so the Machine must refuse those. Every input and
 //! command goes through the [`Checker`](crate::check::Checker). When the fault window
 //! ends, faults stop (connections stop dying; new fetches and dials succeed) and every
 //! Machine that was not stopped must be connected within
@@ -134,6 +137,8 @@ pub struct Faults {
     /// A Machine is closed, aborted or told to close with its connection, at a random
     /// moment of the fault window.
     pub stopped: f64,
+    /// A Machine gets `reconnect_now` calls (R18) at random moments of the fault window.
+    pub reconnects: f64,
 }
 
 /// What a swarm run did.
@@ -153,6 +158,14 @@ pub struct SwarmReport {
     pub stopped: usize,
     /// Machines checked connected after the faults stopped.
     pub recovered: usize,
+    /// `ReconnectNow` inputs fed (R18).
+    pub reconnects: u64,
+    /// Uptime timers started (R19).
+    pub uptime_timers: u64,
+    /// `UptimeReached` inputs taken (R19).
+    pub uptimes_reached: u64,
+    /// `UptimeReached` inputs refused: late, the connection had closed (R19).
+    pub uptimes_refused: u64,
     /// The virtual time the run ended at.
     pub end: Duration,
 }
@@ -167,6 +180,8 @@ enum Ev {
     CloseDone(TestConn),
     Delay(Duration),
     Stop(StopInput),
+    Uptime(AttemptId),
+    Reconnect,
     Check,
 }
 
@@ -227,11 +242,14 @@ fn random_config(rng: &mut Rng) -> (Config, Duration, u64) {
     // A timeout longer than a fetch, a handler and a dial together (63 ms), so that once
     // the faults stop, attempts succeed.
     let timeout = rng.chance(0.5).then(|| ms(rng, 80, 500));
+    // Around the lifetimes of connections that die young and those that do not (R19).
+    let min_uptime = rng.chance(0.5).then(|| ms(rng, 5, 1500));
     let seed = rng.next_u64();
     let config = Config::new()
         .retry_policy(policy)
         .jitter(jitter)
-        .connect_timeout(timeout);
+        .connect_timeout(timeout)
+        .min_uptime(min_uptime);
     (config, custom_base, seed)
 }
 
@@ -309,6 +327,11 @@ impl Swarm {
                 self.q.schedule(Duration::ZERO, (i, Ev::Delay(d)));
             }
             Command::StartTimer { timer, delay } => self.q.schedule(delay, (i, Ev::Timer(timer))),
+            // Always fires; fed even when late (the Machine must refuse it then).
+            Command::StartUptimeTimer { attempt, delay } => {
+                self.report.uptime_timers += 1;
+                self.q.schedule(delay, (i, Ev::Uptime(attempt)));
+            }
             Command::FetchAddress { attempt } => {
                 let latency = self.rng.duration(Duration::ZERO, FETCH_MAX);
                 if self.faulty() && self.rng.chance(self.faults.fetch_fails) {
@@ -416,6 +439,19 @@ impl Swarm {
             Ev::CloseDone(c) => self.closes(i, c),
             Ev::Delay(d) => self.feed(i, Input::RetryDelay(d)),
             Ev::Stop(s) => self.feed(i, s.input()),
+            Ev::Uptime(attempt) => {
+                self.report.inputs += 1;
+                match self.nodes[i].m.feed(Input::UptimeReached { attempt }) {
+                    Err(v) => return Err(self.fail(i, v)),
+                    Ok(Ok(())) => self.report.uptimes_reached += 1,
+                    Ok(Err(_)) => self.report.uptimes_refused += 1,
+                }
+                self.drain(i)
+            }
+            Ev::Reconnect => {
+                self.report.reconnects += 1;
+                self.feed(i, Input::ReconnectNow)
+            }
             Ev::Check => {
                 let m = self.nodes[i].m.machine();
                 if m.state() != State::Connected {
@@ -483,6 +519,7 @@ pub fn run_swarm(
         hangs: rng.unit() * 0.3,
         dies_young: rng.unit() * 0.6,
         stopped: rng.unit() * 0.4,
+        reconnects: rng.unit() * 0.5,
     };
     let mut swarm = Swarm {
         seed,
@@ -518,6 +555,15 @@ pub fn run_swarm(
         });
         if let Some((at, kind)) = stop {
             swarm.q.schedule(at, (i, Ev::Stop(kind)));
+        }
+        // R18: a few calls of reconnect_now, all within the fault window (once the faults
+        // stop, a Machine must reconnect and stay connected).
+        if swarm.rng.chance(faults.reconnects) {
+            for _ in 0..1 + swarm.rng.below(4) {
+                let last = fault_window.saturating_sub(Duration::from_millis(1));
+                let at = swarm.rng.duration(Duration::ZERO, last);
+                swarm.q.schedule(at, (i, Ev::Reconnect));
+            }
         }
         swarm.drain(i)?;
     }

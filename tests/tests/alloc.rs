@@ -1,6 +1,7 @@
 //! Checks R16 (bad input: no input sequence makes the Machine allocate) of CONTRACT.md, and
 //! the core's promise of no allocation: a long random run (100 000 inputs, valid
-//! and invalid, across every kind of policy, with connect timeouts, through several
+//! and invalid, across every kind of policy, with connect timeouts and min uptimes, with
+//! `reconnect_now` and uptime timers (R18, R19), through several
 //! Machines from creation to finish) under a counting global allocator, which must count
 //! zero allocations inside the Machine's calls. The rule checker watches the run too; its
 //! own allocations (and the script's) are made outside the counted calls.
@@ -87,13 +88,15 @@ fn configs() -> [Config; 5] {
         Config::new(),
         Config::new()
             .retry_policy(RetryPolicy::Exponential(Exponential::GRPC))
-            .connect_timeout(Duration::from_millis(700)),
+            .connect_timeout(Duration::from_millis(700))
+            .min_uptime(Duration::from_secs(30)),
         Config::new()
             .retry_policy(RetryPolicy::Custom)
             .connect_timeout(Duration::from_secs(10)),
         Config::new()
             .retry_policy(RetryPolicy::Constant(Duration::ZERO))
-            .jitter(Jitter::Off),
+            .jitter(Jitter::Off)
+            .min_uptime(Duration::from_millis(1)),
         Config::new()
             .retry_policy(RetryPolicy::Exponential(Exponential {
                 initial: Duration::from_millis(1),
@@ -124,6 +127,8 @@ fn action(rng: &mut Rng) -> Action {
             ok: true,
         },
         10 => Action::Delay(Duration::from_millis(u64::from(b))),
+        11 | 12 => Action::ReconnectNow,
+        13 | 14 => Action::Uptime(b),
         _ => Action::Auto(b),
     }
 }

@@ -1,8 +1,8 @@
 //! Checks R16 (bad input) of CONTRACT.md, and through the one rule checker every rule it
-//! models (R1..R7, R11, R12), on the fuzzers' inputs: replays every committed fuzz input,
-//! and every crash the fuzzer ever saved, through the same library functions the fuzz
-//! targets call: `fuzz/corpus/<target>/*` and `fuzz/artifacts/<target>/*` (when present). A
-//! new target must be added to [`replay`].
+//! models (R1..R7, R11, R12, R18, R19), on the fuzzers' inputs: replays every committed
+//! fuzz input, and every crash the fuzzer ever saved, through the same library functions
+//! the fuzz targets call: `fuzz/corpus/<target>/*` and `fuzz/artifacts/<target>/*` (when
+//! present). A new target must be added to [`replay`].
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -41,6 +41,8 @@ fn record(
                 kind: b % 4,
                 offset: b % 9,
             },
+            7 => Action::ReconnectNow,
+            8 => Action::Uptime(b),
             _ => Action::Auto(b),
         };
         let Some(input) = env.input_for(&action, m.checker()) else {
@@ -89,6 +91,9 @@ fn configs() -> Vec<Config> {
         Config::new()
             .retry_policy(RetryPolicy::Constant(Duration::from_millis(300)))
             .connect_timeout(Duration::from_millis(300)),
+        Config::new()
+            .retry_policy(RetryPolicy::Exponential(Exponential::GRPC))
+            .min_uptime(Duration::from_secs(5)),
     ]
 }
 
@@ -129,7 +134,9 @@ fn delays(log: &[Line]) -> Vec<Duration> {
 /// differ only in the timers' durations.
 #[test]
 fn r15_a_different_seed_gives_different_delays() {
-    let config = Config::new().retry_policy(RetryPolicy::Constant(Duration::from_secs(10)));
+    let config = Config::new()
+        .retry_policy(RetryPolicy::Constant(Duration::from_secs(10)))
+        .min_uptime(Duration::from_secs(30));
     let (inputs, first) = record(config, 1, 99, 2_000);
     let second = replay(config, 2, &inputs);
     assert_eq!(first.len(), second.len());

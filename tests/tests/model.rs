@@ -1,8 +1,9 @@
 //! Checks R1 (cycle), R2 (attempt), R3 (outcomes), R4 (failure), R5 (success), R6
-//! (handlers), R7 (retry delay), R11 (close), R12 (abort) and R16 (bad input) of
-//! CONTRACT.md, and the connect timeout, with model-based property tests of the Machine:
-//! random configurations (constant, exponential including gRPC's, and custom policies; any
-//! seed; jitter on, off or odd; connect timeouts on and off) and random input sequences,
+//! (handlers), R7 (retry delay), R11 (close), R12 (abort), R16 (bad input), R18 (reconnect
+//! now) and R19 (healthy uptime) of CONTRACT.md, and the connect timeout, with model-based
+//! property tests of the Machine: random configurations (constant, exponential including
+//! gRPC's, and custom policies; any seed; jitter on, off or odd; connect timeouts on and
+//! off; a min uptime or none) and random input sequences,
 //! valid and invalid, checked after every input and every command by the one
 //! [`Checker`](persistent_connection_tests::check::Checker).
 //!
@@ -58,18 +59,26 @@ fn jitter() -> impl Strategy<Value = Jitter> {
     ]
 }
 
-/// A configuration and a jitter seed.
+/// A configuration and a jitter seed. The min uptime (R19) is set on the field directly,
+/// so that a zero one reaches the Machine too.
 fn config_with(
     timeout: impl Strategy<Value = Option<Duration>>,
+    min_uptime: impl Strategy<Value = Option<Duration>>,
 ) -> impl Strategy<Value = (Config, u64)> {
-    (policy(), jitter(), any::<u64>(), timeout).prop_map(|(p, j, seed, t)| {
-        let config = Config::new().retry_policy(p).jitter(j).connect_timeout(t);
+    (policy(), jitter(), any::<u64>(), timeout, min_uptime).prop_map(|(p, j, seed, t, u)| {
+        let mut config = Config::new().retry_policy(p).jitter(j).connect_timeout(t);
+        config.min_uptime = u;
         (config, seed)
     })
 }
 
+/// A min uptime one time in three.
+fn min_uptime() -> impl Strategy<Value = Option<Duration>> {
+    prop_oneof![2 => Just(None), 1 => duration().prop_map(Some)]
+}
+
 fn config() -> impl Strategy<Value = (Config, u64)> {
-    config_with(prop::option::of(duration()))
+    config_with(prop::option::of(duration()), min_uptime())
 }
 
 fn stop() -> impl Strategy<Value = StopInput> {
@@ -100,6 +109,8 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (0u8..4, 0u8..9).prop_map(|(kind, offset)| Action::WrongAttempt { kind, offset }),
         1 => stop().prop_map(Action::Stop),
         1 => (0u8..8, stop()).prop_map(|(after, stop)| Action::StopMidBatch { after, stop }),
+        1 => Just(Action::ReconnectNow),
+        1 => any::<u8>().prop_map(Action::Uptime),
     ]
 }
 
@@ -183,13 +194,36 @@ proptest! {
     /// cancelled, and late results are closed, never handed out.
     #[test]
     fn connect_timeout_ends_attempts_in_flight(
-        config in config_with(duration().prop_map(Some)),
+        config in config_with(duration().prop_map(Some), min_uptime()),
         actions in prop::collection::vec(prop_oneof![
             4 => any::<u8>().prop_map(Action::Auto),
             2 => Just(Action::FireTimer),
             1 => (any::<u8>(), any::<bool>(), any::<bool>())
                 .prop_map(|(index, dial, ok)| Action::Late { index, dial, ok }),
         ], 0..300),
+    ) {
+        run(config, actions)?;
+    }
+
+    /// R18, R19: `reconnect_now` at any moment between batches, and uptime timers that fire
+    /// on time, late or for the wrong attempt, with a min uptime always set: the retry timer
+    /// counts as fired (the one out refused as stale), the next attempt or cycle starts at
+    /// once when nothing else holds it, a live connection is closed once, the count grows
+    /// by one per young death, resets on `UptimeReached` and never moves on a reconnect.
+    #[test]
+    fn r18_r19_reconnects_and_uptimes_at_any_moment(
+        config in config_with(prop::option::of(duration()), duration().prop_map(Some)),
+        actions in prop::collection::vec(prop_oneof![
+            8 => any::<u8>().prop_map(Action::Auto),
+            2 => Just(Action::ReconnectNow),
+            2 => any::<u8>().prop_map(Action::Uptime),
+            1 => Just(Action::ConnectionCloses),
+            1 => Just(Action::FireTimer),
+            1 => any::<u8>().prop_map(Action::FireStaleTimer),
+            1 => error().prop_map(|e| Action::Dial(Err(e))),
+            1 => stop().prop_map(Action::Stop),
+            1 => (0u8..8, stop()).prop_map(|(after, stop)| Action::StopMidBatch { after, stop }),
+        ], 0..250),
     ) {
         run(config, actions)?;
     }
@@ -212,13 +246,14 @@ proptest! {
 
 /// The scripts reach every interesting place: connections, reported and repeated failures,
 /// timeouts, cancels, late connections closed, stops in the middle of a batch, several
-/// cycles, rejected inputs. Guards the property tests against testing nothing.
+/// cycles, rejected inputs, reconnects (while connected too), uptime timers taken and
+/// refused, young deaths. Guards the property tests against testing nothing.
 #[test]
 fn scripts_reach_every_kind_of_step() {
     let mut total = Report::default();
     let mut rng = Rng::new(7);
     for case in 0..300u64 {
-        let config = Config::new()
+        let mut config = Config::new()
             .retry_policy(match case % 4 {
                 0 => RetryPolicy::Constant(Duration::from_secs(1)),
                 1 => RetryPolicy::Exponential(Exponential::GRPC),
@@ -226,10 +261,13 @@ fn scripts_reach_every_kind_of_step() {
                 _ => RetryPolicy::Constant(Duration::ZERO),
             })
             .connect_timeout((case % 3 != 0).then(|| Duration::from_millis(500 * (case % 5))));
+        config.min_uptime = (case % 7 < 4).then(|| Duration::from_millis(100 * (case % 3)));
         let mut actions = Vec::new();
         for _ in 0..200 {
             let b = rng.next_u64() as u8;
             actions.push(match rng.below(40) {
+                3 => Action::ReconnectNow,
+                4 => Action::Uptime(b),
                 0 => Action::StopMidBatch {
                     after: b % 4,
                     stop: StopInput::Close,
@@ -263,6 +301,12 @@ fn scripts_reach_every_kind_of_step() {
         total.late_closed += r.late_closed;
         total.mid_batch_stops += r.mid_batch_stops;
         total.max_failures = total.max_failures.max(r.max_failures);
+        total.reconnects += r.reconnects;
+        total.reconnects_connected += r.reconnects_connected;
+        total.uptime_timers += r.uptime_timers;
+        total.uptimes_reached += r.uptimes_reached;
+        total.uptimes_refused += r.uptimes_refused;
+        total.young_deaths += r.young_deaths;
     }
     assert!(total.connections > 100, "{total:?}");
     assert!(total.cycles > 300, "{total:?}");
@@ -274,6 +318,13 @@ fn scripts_reach_every_kind_of_step() {
     assert!(total.mid_batch_stops > 10, "{total:?}");
     assert!(total.rejected > 100, "{total:?}");
     assert!(total.max_failures >= 5, "{total:?}");
+    assert!(total.reconnects > 100, "{total:?}");
+    assert!(total.reconnects_connected > 10, "{total:?}");
+    assert!(total.uptime_timers > 50, "{total:?}");
+    assert!(total.uptimes_reached > 10, "{total:?}");
+    assert!(total.uptimes_refused > 10, "{total:?}");
+    assert!(total.young_deaths > 10, "{total:?}");
+    eprintln!("{total:?}");
 }
 
 /// gRPC's backoff: 1 s, x1.6 per failure, capped at 120 s.
@@ -461,4 +512,75 @@ fn retry_delay_is_none_for_an_attempt_stopped_before_its_delay() {
     while m.poll_command().is_some() {}
     assert!(m.is_finished());
     assert_eq!(m.retry_delay(), None, "after the machine finished");
+}
+
+/// The checker catches R19's command errors: a `Connected` with `min_uptime` but no uptime
+/// timer just before it, an uptime timer of the wrong length, or one without `min_uptime`.
+#[test]
+fn checker_catches_uptime_timer_errors() {
+    type Cmd = Command<u8, TestConn, TestError>;
+    let config = Config::new()
+        .jitter(Jitter::Off)
+        .min_uptime(Duration::from_secs(30));
+    // Drives a real Machine to the batch of its first connection and returns its commands
+    // (an uptime timer, then Connected), with the checker not yet told of them.
+    let connect = |config: Config| {
+        let mut m = TestMachine::new(config, 0);
+        let mut checker = Checker::new(config);
+        let feed = |m: &mut TestMachine, checker: &mut Checker<u8, TestConn, TestError>, input| {
+            while let Some(cmd) = m.poll_command() {
+                checker.after_poll(m, Some(&cmd)).unwrap();
+            }
+            checker.after_poll(m, None).unwrap();
+            let p = checker.before_input(m, &input).unwrap();
+            let r = m.handle_input(input);
+            checker.after_input(m, p, &r).unwrap();
+        };
+        for input in [
+            Input::EventHandled,
+            Input::AddressObtained {
+                attempt: AttemptId(1),
+                result: Ok(1),
+            },
+            Input::EventHandled,
+            Input::Dialed {
+                attempt: AttemptId(1),
+                result: Ok(TestConn(1)),
+            },
+        ] {
+            feed(&mut m, &mut checker, input);
+        }
+        let cmds: Vec<Cmd> = std::iter::from_fn(|| m.poll_command()).collect();
+        (m, checker, cmds)
+    };
+    let (m, mut checker, cmds) = connect(config);
+    assert!(
+        matches!(cmds[0], Command::StartUptimeTimer { .. }),
+        "{cmds:?}"
+    );
+    let v = checker.after_poll(&m, Some(&cmds[1])).unwrap_err();
+    assert_eq!(v.rule, "R19 uptime", "{v}");
+
+    let (m, mut checker, cmds) = connect(config);
+    let wrong: Cmd = Command::StartUptimeTimer {
+        attempt: AttemptId(1),
+        delay: Duration::from_secs(29),
+    };
+    let v = checker.after_poll(&m, Some(&wrong)).unwrap_err();
+    assert_eq!(v.rule, "R19 uptime", "{v}");
+    // The real batch passes.
+    let (m, mut checker, _) = connect(config);
+    for cmd in &cmds {
+        checker.after_poll(&m, Some(cmd)).unwrap();
+    }
+
+    let plain = config.min_uptime(None);
+    let (m, mut checker, cmds) = connect(plain);
+    assert!(matches!(cmds[..], [Command::Emit { .. }]), "{cmds:?}");
+    let extra: Cmd = Command::StartUptimeTimer {
+        attempt: AttemptId(1),
+        delay: Duration::from_secs(30),
+    };
+    let v = checker.after_poll(&m, Some(&extra)).unwrap_err();
+    assert_eq!(v.rule, "R19 uptime", "{v}");
 }

@@ -1,7 +1,9 @@
-//! Checks R1 (cycle) through R7 (retry delay), R11 (close), R12 (abort) and R16 (bad input)
-//! of CONTRACT.md under faults, and R7's recovery bound, with the seeded swarm simulation:
-//! many Machines on virtual time with faults drawn per seed (fetches and dials fail or hang,
-//! connections die young, closes and aborts come at random moments), every step checked by
+//! Checks R1 (cycle) through R7 (retry delay), R11 (close), R12 (abort), R16 (bad input),
+//! R18 (reconnect now) and R19 (healthy uptime) of CONTRACT.md under faults, and R7's
+//! recovery bound, with the seeded swarm simulation: many Machines on virtual time with
+//! faults drawn per seed (fetches and dials fail or hang, connections die young, closes,
+//! aborts and `reconnect_now` calls come at random moments; half the Machines have a min
+//! uptime, whose timers fire on time or late), every step checked by
 //! the one rule checker; once the faults stop, every Machine not stopped must be connected
 //! within `1.3 x` its retry delay (or its connect timeout) plus the fetch, dial and handler
 //! times, and stay connected.
@@ -17,7 +19,8 @@ const SEEDS: u64 = 300;
 const MACHINES: usize = 24;
 const FAULT_WINDOW: Duration = Duration::from_secs(20);
 
-/// R1..R7, R11, R12, R16 under faults, and R7's recovery bound once the faults stop.
+/// R1..R7, R11, R12, R16, R18, R19 under faults, and R7's recovery bound once the faults
+/// stop.
 #[test]
 fn r7_swarm_keeps_the_rules_and_reconnects_once_faults_stop() {
     let seeds: Vec<u64> = match std::env::var("SWARM_SEED") {
@@ -34,6 +37,10 @@ fn r7_swarm_keeps_the_rules_and_reconnects_once_faults_stop() {
         total.timeouts += r.timeouts;
         total.stopped += r.stopped;
         total.recovered += r.recovered;
+        total.reconnects += r.reconnects;
+        total.uptime_timers += r.uptime_timers;
+        total.uptimes_reached += r.uptimes_reached;
+        total.uptimes_refused += r.uptimes_refused;
     }
     eprintln!("{total:?}");
     if std::env::var("SWARM_SEED").is_err() {
@@ -42,6 +49,10 @@ fn r7_swarm_keeps_the_rules_and_reconnects_once_faults_stop() {
         assert!(total.timeouts > 50, "{total:?}");
         assert!(total.connections > 1_000, "{total:?}");
         assert!(total.stopped > 20, "{total:?}");
+        assert!(total.reconnects > 1_000, "{total:?}");
+        assert!(total.uptime_timers > 1_000, "{total:?}");
+        assert!(total.uptimes_reached > 500, "{total:?}");
+        assert!(total.uptimes_refused > 500, "{total:?}");
         assert!(
             total.recovered > (SEEDS as usize * MACHINES) / 2,
             "{total:?}"

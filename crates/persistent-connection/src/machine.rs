@@ -281,7 +281,7 @@ where
     /// Whether the machine has asked for the current connection to be closed (by `close`
     /// or `reconnect_now`) and it has not closed yet: a driver should hand it out no more.
     pub fn is_closing_connection(&self) -> bool {
-        self.close_sent && self.current.is_some()
+        self.close_sent && self.current.is_some() && !self.closed_during_handler
     }
 
     /// Whether the current connection has yet to stay current for

@@ -257,6 +257,13 @@ pub(crate) fn close_conn(n: u64, c: Conn) -> Cmd {
         connection: c,
     }
 }
+/// The uptime timer (R19) of the connection made by attempt `n`.
+pub(crate) fn uptime_timer(n: u64, delay: Duration) -> Cmd {
+    Command::StartUptimeTimer {
+        attempt: AttemptId(n),
+        delay,
+    }
+}
 pub(crate) fn stopped(kind: StopKind) -> Cmd {
     Command::Stopped(kind)
 }
@@ -301,6 +308,16 @@ pub(crate) fn dial_failed(n: u64, e: Er) -> In {
 }
 pub(crate) fn fire(id: u64) -> In {
     Input::TimerFired(TimerId(id))
+}
+/// `reconnect_now()` (R18).
+pub(crate) fn reconnect() -> In {
+    Input::ReconnectNow
+}
+/// The uptime timer (R19) of the connection made by attempt `n` fired.
+pub(crate) fn uptime(n: u64) -> In {
+    Input::UptimeReached {
+        attempt: AttemptId(n),
+    }
 }
 pub(crate) fn conn_closed(n: u64) -> In {
     Input::ConnectionClosed {
