@@ -40,23 +40,18 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use std::time::Duration;
-
 pub use persistent_connection_driver::*;
 
-persistent_connection_driver::adapter_builder!(AsyncStd, "async-std's executor");
-
-/// The async-std [`Runtime`]: spawns async-std tasks, sleeps on `async-io` timers.
+/// The async-std [`Runtime`]: spawns async-std tasks, sleeps on `async-io` timers
+/// (through [`AsyncIoSpawn`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AsyncStd;
 
-impl Runtime for AsyncStd {
+impl AsyncIoSpawn for AsyncStd {
     fn spawn(&self, task: BoxFuture<()>) {
         // Dropping the JoinHandle detaches the task.
         drop(async_std::task::spawn(task));
     }
-
-    fn sleep(&self, duration: Duration) -> BoxFuture<()> {
-        persistent_connection_driver::async_io_sleep(duration)
-    }
 }
+
+persistent_connection_driver::adapter_builder!(AsyncStd, "async-std's executor");

@@ -60,9 +60,12 @@ impl<E: StdError + Send + Sync + 'static> DriveOutput for Result<(), E> {
 ///
 /// Use [`Tracked`](crate::connection::Tracked) instead for a type with no driving future of its own,
 /// whose death your code must see and report (a bare `TcpStream` your code reads).
-pub struct Driven<H> {
-    handle: Arc<H>,
-    state: Arc<DriveState>,
+pub struct Driven<H>(Arc<Inner<H>>);
+
+/// One allocation per connection: the handle and the state of its driving future.
+struct Inner<H> {
+    handle: H,
+    state: DriveState,
 }
 
 struct DriveState {
@@ -94,25 +97,29 @@ impl<H> Driven<H> {
         F::Output: DriveOutput,
     {
         let driving: BoxFuture<Ending> = Box::pin(async move { driving.await.into_ending() });
-        Driven {
-            handle: Arc::new(handle),
-            state: Arc::new(DriveState {
+        Driven(Arc::new(Inner {
+            handle,
+            state: DriveState {
                 pending: Mutex::new(Some(driving)),
                 stop: CloseSignal::new(),
                 gone: CloseSignal::new(),
                 ending: Mutex::new(None),
-            }),
-        }
+            },
+        }))
     }
 
     /// The handle (also reachable through `Deref`).
     pub fn handle(&self) -> &H {
-        &self.handle
+        &self.0.handle
+    }
+
+    fn state(&self) -> &DriveState {
+        &self.0.state
     }
 
     /// Why it ended, once it has.
     pub fn ending(&self) -> Option<Ending> {
-        self.state
+        self.state()
             .ending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -120,26 +127,23 @@ impl<H> Driven<H> {
     }
 }
 
-impl<H> Clone for Driven<H> {
-    fn clone(&self) -> Self {
-        Driven {
-            handle: self.handle.clone(),
-            state: self.state.clone(),
-        }
-    }
-}
-
 impl<H> Deref for Driven<H> {
     type Target = H;
     fn deref(&self) -> &H {
-        &self.handle
+        self.handle()
+    }
+}
+
+impl<H> Clone for Driven<H> {
+    fn clone(&self) -> Self {
+        Driven(self.0.clone())
     }
 }
 
 impl<H> fmt::Debug for Driven<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Driven")
-            .field("closed", &self.state.gone.is_closed())
+            .field("closed", &self.state().gone.is_closed())
             .field("ending", &self.ending())
             .finish_non_exhaustive()
     }
@@ -149,40 +153,40 @@ impl<H: Send + Sync + 'static> Connection for Driven<H> {
     /// Stops the driving future (drops it, and with it the transport); resolves once it is
     /// gone.
     fn close(&self) -> impl Future<Output = ()> + Send + 'static + use<H> {
-        self.state.stop.close();
+        self.state().stop.close();
         let never_started = self
-            .state
+            .state()
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if never_started.is_some() {
             drop(never_started);
-            self.state.end(Ending::Closed);
+            self.state().end(Ending::Closed);
         }
-        self.state.gone.closed()
+        self.state().gone.closed()
     }
 
     fn is_closed(&self) -> bool {
-        self.state.stop.is_closed() || self.state.gone.is_closed()
+        self.state().stop.is_closed() || self.state().gone.is_closed()
     }
 
     fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<H> {
-        self.state.gone.closed()
+        self.state().gone.closed()
     }
 
     fn take_driver(&self) -> Option<BoxFuture<()>> {
         let driving = self
-            .state
+            .state()
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()?;
-        let state = self.state.clone();
+        let inner = self.0.clone();
         Some(Box::pin(async move {
             let ending = {
                 let mut driving = CatchUnwind::call(|| driving);
-                let mut stop = pin!(state.stop.closed());
+                let mut stop = pin!(inner.state.stop.closed());
                 std::future::poll_fn(|cx| {
                     if let Poll::Ready(result) = Pin::new(&mut driving).poll(cx) {
                         return Poll::Ready(result.unwrap_or_else(Ending::Panicked));
@@ -192,7 +196,7 @@ impl<H: Send + Sync + 'static> Connection for Driven<H> {
                 .await
                 // The driving future, and so the transport, is dropped here.
             };
-            state.end(ending);
+            inner.state.end(ending);
         }))
     }
 

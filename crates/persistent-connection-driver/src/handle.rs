@@ -193,14 +193,18 @@ impl<A, C, E> WeakPersistentConnection<A, C, E> {
     }
 }
 
-impl<A, C, E> Clone for WeakPersistentConnection<A, C, E> {
-    fn clone(&self) -> Self {
-        WeakPersistentConnection(self.0.clone())
+/// Shows whether the persistent connection is still alive, nothing more (looking further
+/// would need an upgrade).
+impl<A, C, E> fmt::Debug for WeakPersistentConnection<A, C, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakPersistentConnection")
+            .field("alive", &(self.0.strong_count() > 0))
+            .finish()
     }
 }
 
-impl<A, C, E> fmt::Debug for WeakPersistentConnection<A, C, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WeakPersistentConnection")
+impl<A, C, E> Clone for WeakPersistentConnection<A, C, E> {
+    fn clone(&self) -> Self {
+        WeakPersistentConnection(self.0.clone())
     }
 }

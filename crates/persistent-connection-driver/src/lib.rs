@@ -104,19 +104,11 @@ pub use error::{AttemptError, Callback, ConnectError, DriverEvent, PanicReport, 
 pub use handle::{PersistentConnection, WeakPersistentConnection};
 pub use health::HealthCheck;
 pub use persistent_connection::{AttemptId, Event, Exponential, Jitter, State};
+#[cfg(feature = "async-io")]
+pub use runtime::AsyncIoSpawn;
 pub use runtime::{BoxFuture, Runtime, Sleep, VirtualClock, VirtualRuntime};
 pub use stats::Stats;
 pub use streams::{Events, Lagged, StateChanges};
-
-/// The timer of the runtimes built on `async-io` (async-std and smol): one implementation
-/// for both adapters.
-#[cfg(feature = "async-io")]
-pub fn async_io_sleep(duration: std::time::Duration) -> BoxFuture<()> {
-    Box::pin(async move {
-        // A duration too long for `Instant` makes a timer that never fires: fine for a delay.
-        async_io::Timer::after(duration).await;
-    })
-}
 
 /// Defines an adapter's `builder` function: [`Builder::new`] on the runtime `$runtime`
 /// (an expression), documented as running on `$on`. The bounds are written once, here.

@@ -38,6 +38,28 @@ impl<R: Runtime + ?Sized> Runtime for Arc<R> {
     }
 }
 
+/// An executor whose timers are `async-io`'s (async-std, smol): it only has to spawn, and
+/// it is a [`Runtime`] whose sleeps are `async-io` timers (feature `async-io`).
+#[cfg(feature = "async-io")]
+pub trait AsyncIoSpawn: Send + Sync + 'static {
+    /// Runs `task` in the background until it completes.
+    fn spawn(&self, task: BoxFuture<()>);
+}
+
+#[cfg(feature = "async-io")]
+impl<S: AsyncIoSpawn> Runtime for S {
+    fn spawn(&self, task: BoxFuture<()>) {
+        AsyncIoSpawn::spawn(self, task)
+    }
+    fn sleep(&self, duration: Duration) -> BoxFuture<()> {
+        Box::pin(async move {
+            // A duration too long for `Instant` makes a timer that never fires: fine for a
+            // delay.
+            async_io::Timer::after(duration).await;
+        })
+    }
+}
+
 /// A manual clock: time stands still until the test moves it. Works on any executor.
 ///
 /// [`VirtualClock::runtime`] wraps a real runtime (for spawning) so that every sleep of the

@@ -36,22 +36,17 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use std::time::Duration;
-
 pub use persistent_connection_driver::*;
 
-persistent_connection_driver::adapter_builder!(Smol, "smol's global executor");
-
-/// The smol [`Runtime`]: spawns on smol's global executor, sleeps on `async-io` timers.
+/// The smol [`Runtime`]: spawns on smol's global executor, sleeps on `async-io` timers
+/// (through [`AsyncIoSpawn`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Smol;
 
-impl Runtime for Smol {
+impl AsyncIoSpawn for Smol {
     fn spawn(&self, task: BoxFuture<()>) {
         smol::spawn(task).detach();
     }
-
-    fn sleep(&self, duration: Duration) -> BoxFuture<()> {
-        persistent_connection_driver::async_io_sleep(duration)
-    }
 }
+
+persistent_connection_driver::adapter_builder!(Smol, "smol's global executor");
