@@ -59,7 +59,16 @@ impl fmt::Display for Ending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Ending::Finished => f.write_str("the peer closed the connection"),
-            Ending::Failed(e) => write!(f, "the connection failed: {e}"),
+            Ending::Failed(e) => {
+                write!(f, "the connection failed: {e}")?;
+                // Clients often say little at the top ("db error") and the why below.
+                let mut cause = e.source();
+                while let Some(inner) = cause {
+                    write!(f, ": {inner}")?;
+                    cause = inner.source();
+                }
+                Ok(())
+            }
             Ending::Panicked(message) => write!(f, "the connection's driver panicked: {message}"),
             Ending::Closed => f.write_str("closed from this side"),
         }

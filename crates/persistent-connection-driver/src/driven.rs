@@ -12,7 +12,7 @@ use std::task::Poll;
 
 use crate::catch::CatchUnwind;
 use crate::connection::{CloseSignal, Connection, Ending};
-use crate::runtime::BoxFuture;
+use crate::runtime::{BoxFuture, Runtime};
 
 /// What a driving future may end with: nothing, or a `Result` whose error says why.
 pub trait DriveOutput {
@@ -66,6 +66,8 @@ pub struct Driven<H>(Arc<Inner<H>>);
 struct Inner<H> {
     handle: H,
     state: DriveState,
+    /// The handle's own verdict, if it has one (see `closed_when`).
+    dead: Option<fn(&H) -> bool>,
 }
 
 struct DriveState {
@@ -99,6 +101,7 @@ impl<H> Driven<H> {
         let driving: BoxFuture<Ending> = Box::pin(async move { driving.await.into_ending() });
         Driven(Arc::new(Inner {
             handle,
+            dead: None,
             state: DriveState {
                 pending: Mutex::new(Some(driving)),
                 stop: CloseSignal::new(),
@@ -108,6 +111,47 @@ impl<H> Driven<H> {
         }))
     }
 
+    /// Also counts the connection as closed when `dead` says so of the handle: for clients
+    /// that know a moment before their driving future ends (hyper's
+    /// `SendRequest::is_closed`), so that `connected()` never hands out a connection the
+    /// client already knows is dead.
+    ///
+    /// ```
+    /// # use persistent_connection_driver::Driven;
+    /// # struct SendRequest; impl SendRequest { fn is_closed(&self) -> bool { false } }
+    /// let conn = Driven::new(SendRequest, async {}).closed_when(SendRequest::is_closed);
+    /// ```
+    #[must_use]
+    pub fn closed_when(mut self, dead: fn(&H) -> bool) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => inner.dead = Some(dead),
+            // Already cloned: the clones would not agree, so build it first.
+            None => debug_assert!(false, "closed_when on a Driven that was cloned"),
+        }
+        self
+    }
+
+    /// Whether the connection is closed: its driving future has ended, `close` was called,
+    /// or the handle says it is dead (see [`closed_when`](Self::closed_when)). The same
+    /// as `Connection::is_closed`, and not the handle's own `is_closed`, which `Deref`
+    /// would reach.
+    pub fn is_closed(&self) -> bool {
+        let state = self.state();
+        state.stop.is_closed()
+            || state.gone.is_closed()
+            || self.0.dead.is_some_and(|dead| dead(&self.0.handle))
+    }
+
+    /// Resolves once the driving future is gone (it ended, or `close` dropped it).
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<H> {
+        self.state().gone.closed()
+    }
+
+    /// Whether `a` and `b` are clones of the same connection.
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+
     /// The handle (also reachable through `Deref`).
     pub fn handle(&self) -> &H {
         &self.0.handle
@@ -115,6 +159,18 @@ impl<H> Driven<H> {
 
     fn state(&self) -> &DriveState {
         &self.0.state
+    }
+
+    /// Runs the driving future on `runtime` now, for a connection used on its own, without
+    /// a persistent connection (which starts it itself). Does nothing if it was started, or
+    /// closed, already. Until it runs, the handle's requests get no answers.
+    pub fn start(&self, runtime: &impl Runtime)
+    where
+        H: Send + Sync + 'static,
+    {
+        if let Some(driving) = self.take_driver() {
+            runtime.spawn(driving);
+        }
     }
 
     /// Why it ended, once it has.
@@ -168,11 +224,11 @@ impl<H: Send + Sync + 'static> Connection for Driven<H> {
     }
 
     fn is_closed(&self) -> bool {
-        self.state().stop.is_closed() || self.state().gone.is_closed()
+        Driven::is_closed(self)
     }
 
     fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<H> {
-        self.state().gone.closed()
+        Driven::closed(self)
     }
 
     fn take_driver(&self) -> Option<BoxFuture<()>> {

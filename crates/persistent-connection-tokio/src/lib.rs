@@ -53,10 +53,6 @@
 //! ```
 #![forbid(unsafe_code)]
 
-/// The workspace README's examples, compiled as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;
 
 use std::time::Duration;
 
