@@ -102,7 +102,7 @@ async fn other_clients(observer: &mut RedisConnection) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_under_a_persistent_connection() {
     if let Some(why) = support::unavailable() {
-        eprintln!("SKIPPED restart_under_a_persistent_connection: {why} (install redis-server)");
+        support::skip_unless_ci("restart_under_a_persistent_connection", &why);
         return;
     }
     let dir = ScratchDir::new("restart");
@@ -374,7 +374,7 @@ async fn assert_nothing_left(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_at_any_stage_leaves_nothing_behind() {
     if let Some(why) = support::unavailable() {
-        eprintln!("SKIPPED close_at_any_stage_leaves_nothing_behind: {why} (install redis-server)");
+        support::skip_unless_ci("close_at_any_stage_leaves_nothing_behind", &why);
         return;
     }
     let dir = ScratchDir::new("close");
