@@ -55,6 +55,9 @@ where
     health: Option<(AttemptId, Monitor<C>)>,
     /// The current connection's uptime timer, with `min_uptime` (R19).
     uptime: Option<(AttemptId, BoxFuture<()>)>,
+    /// The attempt whose connection the health check closed, before the Machine heard of
+    /// it: a `CloseConnection` for it must not close it a second time.
+    closed_by_health: Option<AttemptId>,
     closing: Vec<CatchUnwind<()>>,
     machine_finished: bool,
     /// Every attempt's context shares this `abort`.
@@ -83,6 +86,7 @@ where
             watch: None,
             health: None,
             uptime: None,
+            closed_by_health: None,
             closing: Vec::new(),
             machine_finished: false,
         }
@@ -128,6 +132,12 @@ where
 
     fn execute(&mut self, command: DriverCommand<A, C, E>) {
         match command {
+            // A stop that came while these waited in the queue has cancelled them: no user
+            // code runs for an attempt after `close` (R11, R12).
+            Command::FetchAddress { .. }
+            | Command::Dial { .. }
+            | Command::ComputeRetryDelay { .. }
+                if self.shared.is_closed() => {}
             Command::Emit { event, attempt } => match event.map_failure(attempt_error) {
                 Event::Connected(conn) => {
                     // R3, R5: current and handed to waiters before it is reported.
@@ -204,7 +214,9 @@ where
                 connection,
             } => {
                 self.forget_connection(attempt);
-                self.close_connection(connection);
+                if self.closed_by_health != Some(attempt) {
+                    self.close_connection(connection);
+                }
             }
             Command::Finished => {
                 self.machine_finished = true;
@@ -297,9 +309,10 @@ where
             self.report_panic(Callback::HealthProbe, error);
         }
         if dead {
-            if let Some((_, monitor)) = self.health.take() {
+            if let Some((attempt, monitor)) = self.health.take() {
                 // Its `closed()` resolves, and the cycle goes on as for any closed
                 // connection: Disconnected, then the next cycle.
+                self.closed_by_health = Some(attempt);
                 self.close_connection(monitor.connection().clone());
             }
         }
