@@ -165,13 +165,13 @@ where
         PF: Future<Output = Result<(), PE>> + Send + 'static,
         PE: fmt::Display,
     {
-        self.hooks.health = Some((
+        self.hooks.health = Some(Box::new((
             check,
             Box::new(move |conn| {
                 let probing = probe(conn);
                 Box::pin(async move { probing.await.map_err(|e| Arc::from(e.to_string())) })
             }),
-        ));
+        )));
         self
     }
 

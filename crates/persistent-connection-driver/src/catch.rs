@@ -24,9 +24,11 @@ pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> Arc<str> {
 /// A future whose panics become `Err(message)`, made by calling user code that may itself
 /// panic before it returns the future. (A dozen lines; `futures-util` has one too, but
 /// would be our only reason to depend on it.)
-pub(crate) struct CatchUnwind<T> {
-    future: Option<BoxFuture<T>>,
-    failed: Option<Arc<str>>,
+pub(crate) enum CatchUnwind<T> {
+    Running(BoxFuture<T>),
+    /// The call that makes the future panicked: fails at the first poll.
+    Failed(Arc<str>),
+    Done,
 }
 
 impl<T> CatchUnwind<T> {
@@ -34,14 +36,8 @@ impl<T> CatchUnwind<T> {
     /// future that fails at once.
     pub(crate) fn call(make: impl FnOnce() -> BoxFuture<T>) -> Self {
         match catch_unwind(AssertUnwindSafe(make)) {
-            Ok(future) => CatchUnwind {
-                future: Some(future),
-                failed: None,
-            },
-            Err(payload) => CatchUnwind {
-                future: None,
-                failed: Some(panic_message(payload)),
-            },
+            Ok(future) => CatchUnwind::Running(future),
+            Err(payload) => CatchUnwind::Failed(panic_message(payload)),
         }
     }
 }
@@ -49,24 +45,20 @@ impl<T> CatchUnwind<T> {
 impl<T> Future for CatchUnwind<T> {
     type Output = Result<T, Arc<str>>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(future) = self.future.as_mut() else {
-            let message = self
-                .failed
-                .take()
-                .unwrap_or_else(|| Arc::from("polled after completion"));
-            return Poll::Ready(Err(message));
+        // Taken out while polled; put back only if it is still pending. A future that
+        // panicked is never polled again.
+        let mut future = match std::mem::replace(&mut *self, CatchUnwind::Done) {
+            CatchUnwind::Running(future) => future,
+            CatchUnwind::Failed(message) => return Poll::Ready(Err(message)),
+            CatchUnwind::Done => return Poll::Ready(Err(Arc::from("polled after completion"))),
         };
         match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(value)) => {
-                self.future = None;
-                Poll::Ready(Ok(value))
+            Ok(Poll::Pending) => {
+                *self = CatchUnwind::Running(future);
+                Poll::Pending
             }
-            Err(payload) => {
-                // Never poll a future again after it panicked.
-                self.future = None;
-                Poll::Ready(Err(panic_message(payload)))
-            }
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Err(payload) => Poll::Ready(Err(panic_message(payload))),
         }
     }
 }

@@ -21,5 +21,6 @@ pub(crate) struct Hooks<A, C, E> {
     pub(crate) on_event: Option<Box<OnEventFn<A, C, E>>>,
     pub(crate) retry_delay: Option<Box<RetryDelayFn>>,
     pub(crate) panic_hook: Option<Box<PanicHookFn>>,
-    pub(crate) health: Option<(HealthCheck, Box<ProbeFn<C>>)>,
+    /// Boxed once more: most persistent connections have none, and pay one word for it.
+    pub(crate) health: Option<Box<(HealthCheck, Box<ProbeFn<C>>)>>,
 }

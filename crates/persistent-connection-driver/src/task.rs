@@ -52,7 +52,8 @@ where
     /// The current connection's `closed()`, with the attempt that made it.
     watch: Option<(AttemptId, C, CatchUnwind<()>)>,
     /// The current connection's health check, if one is configured (R17).
-    health: Option<(AttemptId, Monitor<C>)>,
+    /// Boxed: only connections with a health check pay for its state.
+    health: Option<Box<(AttemptId, Monitor<C>)>>,
     /// The current connection's uptime timer, with `min_uptime` (R19).
     uptime: Option<(AttemptId, BoxFuture<()>)>,
     /// The attempt whose connection the health check closed, before the Machine heard of
@@ -146,9 +147,10 @@ where
                         // A `closed()` that panics counts as closed, and is reported.
                         let closed = CatchUnwind::call(|| Box::pin(conn.closed()));
                         self.watch = Some((attempt, conn.clone(), closed));
-                        if let Some((check, _)) = &self.hooks.health {
+                        if let Some(health) = &self.hooks.health {
+                            let check = &health.0;
                             let monitor = Monitor::start(conn.clone(), *check, &*self.runtime);
-                            self.health = Some((attempt, monitor));
+                            self.health = Some(Box::new((attempt, monitor)));
                         }
                     }
                     self.report(Event::Connected(conn));
@@ -278,7 +280,7 @@ where
     /// The connection made by `attempt` is closing: its probes and its uptime timer stop
     /// with it (R17, R19).
     fn forget_connection(&mut self, attempt: AttemptId) {
-        if self.health.as_ref().is_some_and(|(a, _)| *a == attempt) {
+        if self.health.as_ref().is_some_and(|h| h.0 == attempt) {
             self.health = None;
         }
         if self.uptime.as_ref().is_some_and(|(a, _)| *a == attempt) {
@@ -288,10 +290,10 @@ where
 
     /// Moves the health check on; closes the connection it declares dead (R17).
     fn poll_health(&mut self, cx: &mut Context<'_>) -> bool {
-        let (Some((_, monitor)), Some((_, probe))) = (&mut self.health, &self.hooks.health) else {
+        let (Some(health), Some(hook)) = (&mut self.health, &self.hooks.health) else {
             return false;
         };
-        let Poll::Ready(verdict) = monitor.poll(cx, &**probe, &*self.runtime) else {
+        let Poll::Ready(verdict) = health.1.poll(cx, &*hook.1, &*self.runtime) else {
             return false;
         };
         let Verdict::Failed {
@@ -309,7 +311,8 @@ where
             self.report_panic(Callback::HealthProbe, error);
         }
         if dead {
-            if let Some((attempt, monitor)) = self.health.take() {
+            if let Some(health) = self.health.take() {
+                let (attempt, monitor) = *health;
                 // Its `closed()` resolves, and the cycle goes on as for any closed
                 // connection: Disconnected, then the next cycle.
                 self.closed_by_health = Some(attempt);
