@@ -1,6 +1,6 @@
 //! The state the task and the handles share, and every change to it.
 //!
-//! One mutex guards the Machine, the commands it has yet to have carried out, the waiters
+//! One mutex guards the Machine (and the commands it has yet to have carried out), the waiters
 //! of `connected*`, the stop reason and the finish flag. Only this module locks it, so
 //! every rule about them lives here: who is told what when an attempt ends, what a stop
 //! means to the waiters, what finishing releases. The builder, the handle and the task
@@ -35,6 +35,14 @@ pub(crate) type DriverMachine<A, C, E> = Machine<A, C, AttemptError<E>>;
 pub(crate) type DriverCommand<A, C, E> = Command<A, C, AttemptError<E>>;
 pub(crate) type DriverInput<A, C, E> = Input<A, C, AttemptError<E>>;
 
+/// What the task is to do next (see [`Shared::next`]).
+pub(crate) enum Next<A, C, E> {
+    /// Carry out this command of the machine.
+    Command(DriverCommand<A, C, E>),
+    /// The machine refused this (deferred) input: close the connection in it, if any.
+    Refused(DriverInput<A, C, E>),
+}
+
 /// A request to stop, from a handle or an attempt's context.
 pub(crate) enum StopRequest<E> {
     Close,
@@ -59,8 +67,11 @@ pub(crate) struct Shared<A, C, E> {
 
 struct Inner<A, C, E> {
     machine: DriverMachine<A, C, E>,
-    /// The machine's commands, drained after every input so its own queue never fills.
-    commands: VecDeque<DriverCommand<A, C, E>>,
+    /// Inputs that came while the machine still had commands to hand out: fed, in order,
+    /// once the task has taken them all (the machine takes an input only when drained, so
+    /// its queue never fills). Empty, and so never allocated, unless a handle's request
+    /// races with the task.
+    deferred: VecDeque<DriverInput<A, C, E>>,
     task_waker: Option<Waker>,
     waiters: Vec<Waiter<C, E>>,
     /// Why no connection will come any more, from the first stop request on.
@@ -139,13 +150,9 @@ where
     pub(crate) fn new(
         server_name: Arc<str>,
         runtime: Arc<dyn Runtime>,
-        mut machine: DriverMachine<A, C, E>,
+        machine: DriverMachine<A, C, E>,
         events: Lazy<DriverEvent<A, C, E>>,
     ) -> Arc<Self> {
-        let mut commands = VecDeque::new();
-        while let Some(command) = machine.poll_command() {
-            commands.push_back(command);
-        }
         let counters = Counters::new(runtime.now());
         Arc::new(Shared {
             server_name,
@@ -154,7 +161,7 @@ where
             inner: Mutex::new(Inner {
                 state: machine.state(),
                 machine,
-                commands,
+                deferred: VecDeque::new(),
                 task_waker: None,
                 waiters: Vec::new(),
                 stopped: None,
@@ -171,9 +178,11 @@ where
 
     // ----- the task's side -----
 
-    /// The next command to carry out, if any. `waker` is registered under the same lock
-    /// that handles feed input with, so an input that comes after this call wakes the task.
-    pub(crate) fn next_command(&self, waker: &Waker) -> Option<DriverCommand<A, C, E>> {
+    /// What the task is to do next: carry out the machine's next command, or close the
+    /// connection in an input the machine refused. Deferred inputs are fed here, once the
+    /// machine is drained. `waker` is registered under the same lock that handles feed
+    /// input with, so an input that comes after this call wakes the task.
+    pub(crate) fn next(&self, waker: &Waker) -> Option<Next<A, C, E>> {
         let mut inner = self.lock();
         if !inner
             .task_waker
@@ -182,12 +191,20 @@ where
         {
             inner.task_waker = Some(waker.clone());
         }
-        inner.commands.pop_front()
+        loop {
+            if let Some(command) = inner.machine.poll_command() {
+                return Some(Next::Command(command));
+            }
+            let input = inner.deferred.pop_front()?;
+            if let Some(refused) = self.apply(&mut inner, input) {
+                return Some(Next::Refused(refused));
+            }
+        }
     }
 
-    /// Feeds `input`, queues the machine's commands and publishes a change of state.
-    /// Returns the input if the machine refused it (a connection in it is the caller's to
-    /// close).
+    /// Feeds `input` now if the machine is drained, else after its commands (see
+    /// `deferred`). Returns the input if the machine refused it (a connection in it is the
+    /// caller's to close).
     pub(crate) fn feed(&self, input: DriverInput<A, C, E>) -> Option<DriverInput<A, C, E>> {
         let mut inner = self.lock();
         self.feed_locked(&mut inner, input)
@@ -198,18 +215,38 @@ where
         inner: &mut Inner<A, C, E>,
         input: DriverInput<A, C, E>,
     ) -> Option<DriverInput<A, C, E>> {
-        let rejected = inner.machine.handle_input(input).err().map(|r| r.input);
-        while let Some(command) = inner.machine.poll_command() {
-            inner.commands.push_back(command);
+        if inner.machine.peek_command().is_some() || !inner.deferred.is_empty() {
+            inner.deferred.push_back(input);
+            return None;
         }
-        let state = inner.machine.state();
+        self.apply(inner, input)
+    }
+
+    /// Feeds `input` to the drained machine and publishes a change of state.
+    fn apply(
+        &self,
+        inner: &mut Inner<A, C, E>,
+        input: DriverInput<A, C, E>,
+    ) -> Option<DriverInput<A, C, E>> {
+        let rejected = inner.machine.handle_input(input).err().map(|r| r.input);
+        self.publish_state(inner);
+        rejected
+    }
+
+    /// Publishes a change of state. A stop that waits to be fed (see `deferred`) already
+    /// counts: the state is `Closing` from the request on, as `is_closed` is (R11).
+    fn publish_state(&self, inner: &mut Inner<A, C, E>) {
+        let state = match inner.machine.state() {
+            State::Closed => State::Closed,
+            _ if inner.stopped.is_some() => State::Closing,
+            other => other,
+        };
         if state != inner.state {
             inner.state = state;
             inner.counters.state_since = self.runtime.now();
             self.states.send(&state);
             self.changed.notify(usize::MAX);
         }
-        rejected
     }
 
     /// Publishes an event to the subscribers (R14); never waits for them.
@@ -309,6 +346,7 @@ where
         if inner.stopped.is_none() {
             inner.stopped = Some(Stopped::Closed);
         }
+        self.publish_state(&mut inner);
         drop(inner);
         self.feed_and_wake(input);
     }
@@ -336,7 +374,11 @@ where
         // hand it out (R8, R18). After an abort it is kept until it closes, and still
         // handed out (R12).
         let closing = inner.machine.stop_kind() == Some(StopKind::Close)
-            || inner.machine.is_closing_connection();
+            || inner.machine.is_closing_connection()
+            || inner
+                .deferred
+                .iter()
+                .any(|input| matches!(input, Input::Close | Input::ReconnectNow));
         if let Some(conn) = inner.machine.current_connection() {
             if !closing && !conn.is_closed() {
                 return Some(Ok(conn.clone()));
@@ -455,8 +497,10 @@ where
         self.lock().machine.current_connection().cloned()
     }
 
+    /// True from the first stop request on (R11), also while it waits to be fed.
     pub(crate) fn is_closed(&self) -> bool {
-        self.lock().machine.is_closed()
+        let inner = self.lock();
+        inner.stopped.is_some() || inner.machine.is_closed()
     }
 
     pub(crate) fn events(&self) -> Events<DriverEvent<A, C, E>> {

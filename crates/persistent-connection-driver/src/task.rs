@@ -22,7 +22,7 @@ use crate::error::{AttemptError, Callback, DriverEvent, PanicReport};
 use crate::health::{Monitor, Verdict};
 use crate::hooks::Hooks;
 use crate::runtime::{BoxFuture, Runtime};
-use crate::shared::{DriverCommand, DriverInput, Shared};
+use crate::shared::{DriverCommand, DriverInput, Next, Shared};
 
 /// How many steps the task takes in one poll before it yields to other tasks, so that a
 /// hot retry loop (zero delay, instant failures) cannot starve the executor.
@@ -423,9 +423,18 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         for _ in 0..BUDGET {
-            if let Some(command) = this.shared.next_command(cx.waker()) {
-                this.execute(command);
-                continue;
+            match this.shared.next(cx.waker()) {
+                Some(Next::Command(command)) => {
+                    this.execute(command);
+                    continue;
+                }
+                Some(Next::Refused(input)) => {
+                    if let Some(conn) = input.into_connection() {
+                        this.close_connection(conn);
+                    }
+                    continue;
+                }
+                None => {}
             }
             if this.poll_slots(cx) {
                 continue;
