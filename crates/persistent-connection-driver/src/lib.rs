@@ -95,6 +95,7 @@ mod shared;
 mod stats;
 mod streams;
 mod task;
+mod waiters;
 
 pub use builder::{Backoff, Builder};
 pub use connection::{CloseSignal, Connection, Ending, Tracked};

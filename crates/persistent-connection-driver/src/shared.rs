@@ -12,7 +12,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::Waker;
 
-use futures_channel::oneshot;
 use persistent_connection::{Command, Input, Machine, State, StopKind};
 
 use crate::connection::{Connection, Ending};
@@ -21,6 +20,7 @@ use crate::error::{AttemptError, ConnectError, DriverEvent, Stopped};
 use crate::runtime::Runtime;
 use crate::stats::{Counters, Stats};
 use crate::streams::{Events, Lazy, StateChanges};
+use crate::waiters::{Wait, Waiters};
 
 /// How many events a subscriber may fall behind before it is told it lagged. A cycle
 /// reports a handful of events, so this is several cycles of slack; it is allocated per
@@ -73,7 +73,7 @@ struct Inner<A, C, E> {
     /// races with the task.
     deferred: VecDeque<DriverInput<A, C, E>>,
     task_waker: Option<Waker>,
-    waiters: Vec<Waiter<C, E>>,
+    waiters: Waiters<C, E>,
     /// Why no connection will come any more, from the first stop request on.
     stopped: Option<Stopped<E>>,
     /// The task has finished: everything is closed and nothing will be reported.
@@ -84,39 +84,6 @@ struct Inner<A, C, E> {
     last_failure: Option<AttemptError<E>>,
     /// Why the last current connection ended, if it said.
     last_ending: Option<Ending>,
-}
-
-/// A caller of `connected*` waiting for the next outcome.
-enum Waiter<C, E> {
-    /// `connected` / `connected_or_closed`: a connection, or the stop.
-    Connected(oneshot::Sender<Result<C, Stopped<E>>>),
-    /// `connected_or_failed_to_connect`: the next outcome, whatever it is.
-    AnyOutcome(oneshot::Sender<Result<C, ConnectError<E>>>),
-}
-
-impl<C, E> Waiter<C, E> {
-    fn is_canceled(&self) -> bool {
-        match self {
-            Waiter::Connected(tx) => tx.is_canceled(),
-            Waiter::AnyOutcome(tx) => tx.is_canceled(),
-        }
-    }
-}
-
-/// What a `connected*` call gets: its answer now, or a receiver for it.
-pub(crate) enum Wait<T> {
-    Now(T),
-    Later(oneshot::Receiver<T>),
-}
-
-impl<T> Wait<T> {
-    /// The answer; `gone` if the persistent connection went away without giving one.
-    pub(crate) async fn get(self, gone: impl FnOnce() -> T) -> T {
-        match self {
-            Wait::Now(answer) => answer,
-            Wait::Later(rx) => rx.await.unwrap_or_else(|_| gone()),
-        }
-    }
 }
 
 /// What needs none of the Machine's bounds.
@@ -163,7 +130,7 @@ where
                 machine,
                 deferred: VecDeque::new(),
                 task_waker: None,
-                waiters: Vec::new(),
+                waiters: Waiters::new(),
                 stopped: None,
                 finished: false,
                 counters,
@@ -261,14 +228,9 @@ where
             let mut inner = self.lock();
             inner.counters.connections += 1;
             inner.counters.connected_at = Some(now);
-            std::mem::take(&mut inner.waiters)
+            inner.waiters.take()
         };
-        for waiter in waiters {
-            match waiter {
-                Waiter::Connected(tx) => drop(tx.send(Ok(conn.clone()))),
-                Waiter::AnyOutcome(tx) => drop(tx.send(Ok(conn.clone()))),
-            }
-        }
+        waiters.connected(conn);
     }
 
     /// An attempt failed: the waiters of `connected_or_failed_to_connect` get the error
@@ -277,29 +239,14 @@ where
         let mut inner = self.lock();
         inner.counters.failures += 1;
         inner.last_failure = Some(error.clone());
-        let waiters = std::mem::take(&mut inner.waiters);
-        for waiter in waiters {
-            match waiter {
-                Waiter::AnyOutcome(tx) => drop(tx.send(Err(error.clone().into()))),
-                keep @ Waiter::Connected(_) => inner.waiters.push(keep),
-            }
-        }
+        inner.waiters.failed(error);
     }
 
     /// The machine stopped (its `Stopped` command): every waiter gets the reason.
     pub(crate) fn deliver_stopped(&self) {
         let mut inner = self.lock();
         let reason = inner.stopped.get_or_insert(Stopped::Closed).clone();
-        Self::release(&mut inner.waiters, &reason);
-    }
-
-    fn release(waiters: &mut Vec<Waiter<C, E>>, reason: &Stopped<E>) {
-        for waiter in waiters.drain(..) {
-            match waiter {
-                Waiter::Connected(tx) => drop(tx.send(Err(reason.clone()))),
-                Waiter::AnyOutcome(tx) => drop(tx.send(Err(reason.clone().into()))),
-            }
-        }
+        inner.waiters.stopped(&reason);
     }
 
     /// The task has finished, or was dropped before it could: waiters are released with
@@ -314,7 +261,7 @@ where
             inner.finished = true;
             inner.task_waker = None;
             let reason = inner.stopped.get_or_insert(Stopped::Closed).clone();
-            Self::release(&mut inner.waiters, &reason);
+            inner.waiters.stopped(&reason);
             inner.machine.current_connection().cloned()
         };
         self.events.close();
@@ -387,15 +334,6 @@ where
         inner.stopped.clone().map(Err)
     }
 
-    fn push_waiter(inner: &mut Inner<A, C, E>, waiter: Waiter<C, E>) {
-        // Forget waiters whose futures were dropped, so cancelled calls cost nothing; at
-        // each doubling, so the scan is amortised O(1) per call.
-        if inner.waiters.len() >= 32 && inner.waiters.len().is_power_of_two() {
-            inner.waiters.retain(|w| !w.is_canceled());
-        }
-        inner.waiters.push(waiter);
-    }
-
     /// `connected_or_closed`: registers now, so nothing between this call and the first
     /// poll is missed.
     pub(crate) fn wait_connected(&self) -> Wait<Result<C, Stopped<E>>> {
@@ -403,9 +341,7 @@ where
         if let Some(answer) = Self::ready(&inner) {
             return Wait::Now(answer);
         }
-        let (tx, rx) = oneshot::channel();
-        Self::push_waiter(&mut inner, Waiter::Connected(tx));
-        Wait::Later(rx)
+        inner.waiters.wait_connected()
     }
 
     /// `connected_or_failed_to_connect`: as [`wait_connected`](Self::wait_connected), but a
@@ -415,9 +351,7 @@ where
         if let Some(answer) = Self::ready(&inner) {
             return Wait::Now(answer.map_err(ConnectError::Stopped));
         }
-        let (tx, rx) = oneshot::channel();
-        Self::push_waiter(&mut inner, Waiter::AnyOutcome(tx));
-        Wait::Later(rx)
+        inner.waiters.wait_outcome()
     }
 
     /// Resolves once the task has finished.
