@@ -224,13 +224,10 @@ where
     /// An attempt made `conn`: every waiter gets it (R3, R8, R9).
     pub(crate) fn deliver_connected(&self, conn: &C) {
         let now = self.runtime.now();
-        let waiters = {
-            let mut inner = self.lock();
-            inner.counters.connections += 1;
-            inner.counters.connected_at = Some(now);
-            inner.waiters.take()
-        };
-        waiters.connected(conn);
+        let mut inner = self.lock();
+        inner.counters.connections += 1;
+        inner.counters.connected_at = Some(now);
+        inner.waiters.connected(conn);
     }
 
     /// An attempt failed: the waiters of `connected_or_failed_to_connect` get the error

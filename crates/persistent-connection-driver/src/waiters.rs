@@ -69,19 +69,30 @@ impl<C: Clone, E> Waiters<C, E> {
         Wait::Later(rx)
     }
 
-    /// Takes every waiter, to answer them outside the lock with
-    /// [`connected`](Answering::connected).
-    pub(crate) fn take(&mut self) -> Answering<C, E> {
-        Answering(std::mem::take(&mut self.0))
+    /// An attempt made `conn`: every waiter gets it. The list keeps its allocation for
+    /// the next waiters (one allocation less per reconnection).
+    pub(crate) fn connected(&mut self, conn: &C) {
+        for waiter in self.0.drain(..) {
+            match waiter {
+                Waiter::Connected(tx) => drop(tx.send(Ok(conn.clone()))),
+                Waiter::AnyOutcome(tx) => drop(tx.send(Ok(conn.clone()))),
+            }
+        }
     }
 
     /// An attempt failed: the waiters of `connected_or_failed_to_connect` get the error;
     /// those of `connected` wait on.
     pub(crate) fn failed(&mut self, error: &AttemptError<E>) {
-        for waiter in std::mem::take(&mut self.0) {
-            match waiter {
-                Waiter::AnyOutcome(tx) => drop(tx.send(Err(error.clone().into()))),
-                keep @ Waiter::Connected(_) => self.0.push(keep),
+        // In place, so the list keeps its allocation; the order of waiters is immaterial.
+        let mut i = 0;
+        while i < self.0.len() {
+            match &self.0[i] {
+                Waiter::Connected(_) => i += 1,
+                Waiter::AnyOutcome(_) => {
+                    if let Waiter::AnyOutcome(tx) = self.0.swap_remove(i) {
+                        let _ = tx.send(Err(error.clone().into()));
+                    }
+                }
             }
         }
     }
@@ -92,21 +103,6 @@ impl<C: Clone, E> Waiters<C, E> {
             match waiter {
                 Waiter::Connected(tx) => drop(tx.send(Err(reason.clone()))),
                 Waiter::AnyOutcome(tx) => drop(tx.send(Err(reason.clone().into()))),
-            }
-        }
-    }
-}
-
-/// Waiters taken out of the shared state, to be answered without holding its lock.
-pub(crate) struct Answering<C, E>(Vec<Waiter<C, E>>);
-
-impl<C: Clone, E> Answering<C, E> {
-    /// An attempt made `conn`: every waiter gets it.
-    pub(crate) fn connected(self, conn: &C) {
-        for waiter in self.0 {
-            match waiter {
-                Waiter::Connected(tx) => drop(tx.send(Ok(conn.clone()))),
-                Waiter::AnyOutcome(tx) => drop(tx.send(Ok(conn.clone()))),
             }
         }
     }
