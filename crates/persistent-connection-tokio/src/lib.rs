@@ -53,7 +53,6 @@
 //! ```
 #![forbid(unsafe_code)]
 
-
 use std::time::Duration;
 
 pub use persistent_connection_driver::*;
