@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use persistent_connection_tarpc::{Connection, Event, PersistentRpc};
+use persistent_connection_tarpc::{Event, PersistentRpc};
 use support::{Catalog, GreeterClient, Replica};
 use tarpc::context;
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use persistent_connection_tarpc::{
-    ConnectError, Connection, DriverEvent, Ending, Event, PersistentRpc, RpcConnection,
+    ConnectError, DriverEvent, Ending, Event, PersistentRpc, RpcConnection,
     WeakPersistentConnection,
 };
 use support::{Catalog, GreeterClient, Replica};

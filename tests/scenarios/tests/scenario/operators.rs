@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use futures_channel::mpsc;
 use persistent_connection_tokio::{
-    Backoff, Builder, Connection, Ending, Event, Exponential, HealthCheck, Jitter, State,
-    VirtualClock,
+    Backoff, Builder, Ending, Event, Exponential, HealthCheck, Jitter, State, VirtualClock,
 };
 
 use super::echo::{EchoConn, dial};
