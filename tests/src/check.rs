@@ -77,7 +77,7 @@
 //! Machine's allocations).
 
 use std::collections::VecDeque;
-use std::fmt::{self, Debug};
+use std::fmt::{self, Debug, Write as _};
 use std::time::Duration;
 
 use persistent_connection::{
@@ -200,8 +200,9 @@ struct Timer {
     deadline: Duration,
 }
 
-/// What the Machine shows from outside; a rejected input must leave all of it unchanged.
-#[derive(Debug, PartialEq)]
+/// What the Machine shows from outside; a rejected input must leave all of it unchanged
+/// (and its `Debug` text, which the [`Checker`] keeps apart: see [`DebugText`]).
+#[derive(Debug)]
 struct Snapshot<A, C, E> {
     state: State,
     current: Option<C>,
@@ -214,10 +215,10 @@ struct Snapshot<A, C, E> {
     retry_delay: Option<Duration>,
     expecting: Expecting,
     uptime_pending: bool,
-    /// `Debug` text: `Config` is `PartialEq` through an `f64`, so NaN never equals itself.
-    config: String,
+    /// Compared with [`same_config`]: `Config` is `PartialEq` through an `f64`, so NaN
+    /// never equals itself.
+    config: Config,
     next_command: Option<Command<A, C, E>>,
-    debug: String,
 }
 
 impl<A, C, E> Snapshot<A, C, E>
@@ -239,11 +240,143 @@ where
             retry_delay: m.retry_delay(),
             expecting: m.expecting(),
             uptime_pending: m.uptime_pending(),
-            config: format!("{:?}", m.config()),
+            config: *m.config(),
             next_command: m.peek_command().cloned(),
-            debug: format!("{m:?}"),
         }
     }
+
+    /// Every field equal (the config by [`same_config`]).
+    fn same(&self, other: &Self) -> bool {
+        self.state == other.state
+            && self.current == other.current
+            && self.current_attempt == other.current_attempt
+            && self.closed == other.closed
+            && self.stop_kind == other.stop_kind
+            && self.finished == other.finished
+            && self.failures == other.failures
+            && self.attempt == other.attempt
+            && self.retry_delay == other.retry_delay
+            && self.expecting == other.expecting
+            && self.uptime_pending == other.uptime_pending
+            && same_config(&self.config, &other.config)
+            && self.next_command == other.next_command
+    }
+}
+
+/// The Machine's `Debug` text, for the check that a rejected input leaves it unchanged
+/// (R16). Formatting it is the costliest part of the checker, so it is done as little as
+/// the check allows: the text is kept while it is known to be the Machine's (the Machine
+/// changes only in `handle_input` and `poll_command`: the text goes stale when an input is
+/// taken or a command comes out), so a rejected input after a rejected input formats the
+/// Machine once, not twice; and the Machine after a rejection is compared with the text as
+/// it is written, without being stored. A `poll_command()` that yields nothing must change
+/// nothing either: if it changed the text, the next rejected input reports it.
+struct DebugText {
+    text: String,
+    /// `text` is the Machine's `Debug` text now.
+    fresh: bool,
+}
+
+impl DebugText {
+    fn new() -> Self {
+        DebugText {
+            text: String::new(),
+            fresh: false,
+        }
+    }
+
+    /// Makes `text` the Machine's `Debug` text (a no-op while it is fresh).
+    fn refresh(&mut self, m: &impl Debug) {
+        if !self.fresh {
+            self.text.clear();
+            // Writing to a String never fails; a Debug impl that fails leaves a partial
+            // text, compared as it is.
+            let _ = write!(self.text, "{m:?}");
+            self.fresh = true;
+        }
+    }
+
+    /// The Machine changed (or may have).
+    fn stale(&mut self) {
+        self.fresh = false;
+    }
+
+    /// Whether `m`'s `Debug` text is still `text` (which must be fresh as of before the
+    /// input), compared piece by piece as `m` is formatted.
+    fn unchanged(&self, m: &impl Debug) -> bool {
+        struct Compare<'a> {
+            rest: &'a [u8],
+            same: bool,
+        }
+        impl fmt::Write for Compare<'_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                let s = s.as_bytes();
+                if !self
+                    .rest
+                    .get(..s.len())
+                    .is_some_and(|head| same_bytes(head, s))
+                {
+                    self.same = false;
+                    // Stop formatting: the texts differ.
+                    return Err(fmt::Error);
+                }
+                self.rest = &self.rest[s.len()..];
+                Ok(())
+            }
+        }
+        let mut cmp = Compare {
+            rest: self.text.as_bytes(),
+            same: true,
+        };
+        // A Debug impl that fails by itself is compared as far as it wrote (as `refresh`
+        // keeps it).
+        let _ = write!(cmp, "{m:?}");
+        cmp.same && cmp.rest.is_empty()
+    }
+}
+
+/// `a == b`, eight bytes at a time. Not slice `==`: that calls `memcmp`, which the fuzzer
+/// intercepts (and records) on every call, and the pieces of a `Debug` text are short and
+/// many.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ta, tb) = (a8.remainder(), b8.remainder());
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or_default());
+    a8.zip(b8).all(|(x, y)| word(x) == word(y)) && ta.iter().zip(tb).all(|(x, y)| x == y)
+}
+
+/// Whether two configs have the same `Debug` text, without formatting them (this runs after
+/// every batch): `==` on everything but the backoff multiplier, which is compared as its
+/// text would be (equal bits, or both NaN: so NaN equals NaN, and `0.0` differs from
+/// `-0.0`). A float field added to `Config` later would make `==` fail on NaN: a loud false
+/// alarm, never a silent pass.
+pub fn same_config(a: &Config, b: &Config) -> bool {
+    /// The config with its multiplier (if its policy has one) taken out.
+    fn split(c: &Config) -> (Config, Option<f64>) {
+        let mut rest = *c;
+        let multiplier = match &mut rest.retry_policy {
+            RetryPolicy::Exponential(e) => Some(std::mem::replace(&mut e.multiplier, 0.0)),
+            _ => None,
+        };
+        (rest, multiplier)
+    }
+    let same_text = |x: f64, y: f64| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan());
+    if a == b {
+        // The usual case, at the cost of `==`: only the sign of a zero multiplier can
+        // still differ.
+        return split(a).1.map(f64::to_bits) == split(b).1.map(f64::to_bits);
+    }
+    // A NaN multiplier makes `==` false: the rest must be equal, the multipliers the same
+    // text.
+    let ((ra, ma), (rb, mb)) = (split(a), split(b));
+    ra == rb
+        && match (ma, mb) {
+            (Some(x), Some(y)) => same_text(x, y),
+            (x, y) => x.is_none() && y.is_none(),
+        }
 }
 
 /// One remembered step, for the trace of a [`Violation`].
@@ -312,6 +445,9 @@ pub struct Checker<A, C, E> {
     last_uptime_timer: Option<AttemptId>,
 
     expected: Vec<Expected<A, C, E>>,
+
+    /// The Machine's `Debug` text, for the rejected inputs (R16).
+    debug: DebugText,
 }
 
 impl<A, C, E> Checker<A, C, E>
@@ -362,6 +498,7 @@ where
             just_uptime: None,
             last_uptime_timer: None,
             expected: Vec::new(),
+            debug: DebugText::new(),
         }
     }
 
@@ -577,7 +714,10 @@ where
             self.batch = 0;
         }
         let expect_accept = self.predict(input);
-        let before = (expect_accept != Some(true) || !drained).then(|| Snapshot::of(machine));
+        let before = (expect_accept != Some(true) || !drained).then(|| {
+            self.debug.refresh(machine);
+            Snapshot::of(machine)
+        });
         Ok(PendingInput {
             input: input.clone(),
             before,
@@ -606,6 +746,7 @@ where
         }
         match result {
             Ok(()) => {
+                self.debug.stale();
                 if expect_accept == Some(false) {
                     return Err(self.fail(
                         "R16 bad input",
@@ -737,11 +878,13 @@ where
             ));
         }
         let after = Snapshot::of(machine);
-        if after != *before {
+        if !after.same(before) || !self.debug.unchanged(machine) {
             return Err(self.fail(
                 "R16 bad input",
                 format!(
-                    "a rejected input changed the machine:\n before {before:?}\n after  {after:?}"
+                    "a rejected input changed the machine:\n before {before:?}\n        {}\n \
+                     after  {after:?}\n        {machine:?}",
+                    self.debug.text
                 ),
             ));
         }
@@ -957,6 +1100,7 @@ where
         };
         self.step += 1;
         self.batch += 1;
+        self.debug.stale();
         self.note(Step::Polled(cmd.clone()));
         if self.finished {
             return Err(self.fail(
@@ -1869,8 +2013,8 @@ where
                 format!("{expecting:?}"),
             );
         }
-        // Compared as text: a NaN multiplier never equals itself.
-        if format!("{:?}", m.config()) != format!("{:?}", self.config) {
+        // Compared as their text would be: a NaN multiplier never equals itself.
+        if !same_config(m.config(), &self.config) {
             return mismatch(
                 "config()",
                 format!("{:?}", m.config()),
@@ -1990,5 +2134,103 @@ where
         let cmd = self.machine.poll_command();
         self.checker.after_poll(&self.machine, cmd.as_ref())?;
         Ok(cmd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use persistent_connection::Exponential;
+
+    fn exponential(multiplier: f64) -> Config {
+        Config::new().retry_policy(RetryPolicy::Exponential(Exponential {
+            multiplier,
+            ..Exponential::GRPC
+        }))
+    }
+
+    /// `same_config` agrees with comparing the `Debug` texts, which it replaces.
+    #[test]
+    fn same_config_is_same_debug_text() {
+        let configs = [
+            Config::new(),
+            Config::new().connect_timeout(Some(Duration::from_secs(1))),
+            Config::new().jitter(Jitter::Off),
+            Config::new().retry_policy(RetryPolicy::Custom),
+            exponential(1.6),
+            exponential(f64::NAN),
+            exponential(-f64::NAN),
+            exponential(0.0),
+            exponential(-0.0),
+            exponential(f64::INFINITY),
+            {
+                let mut c = Config::new();
+                c.min_uptime = Some(Duration::ZERO);
+                c
+            },
+        ];
+        for a in &configs {
+            for b in &configs {
+                assert_eq!(
+                    same_config(a, b),
+                    format!("{a:?}") == format!("{b:?}"),
+                    "{a:?} / {b:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        let texts: [&[u8]; 7] = [
+            b"",
+            b"a",
+            b"b",
+            b"abcdefgh",
+            b"abcdefgi",
+            b"abcdefghijklmnopq",
+            b"abcdefghijklmnopr",
+        ];
+        for a in texts {
+            for b in texts {
+                assert_eq!(same_bytes(a, b), a == b, "{a:?} / {b:?}");
+            }
+        }
+    }
+
+    /// A value whose `Debug` text the test changes.
+    struct Text(&'static str, u64);
+
+    impl Debug for Text {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("Text")
+                .field("s", &self.0)
+                .field("n", &self.1)
+                .finish()
+        }
+    }
+
+    /// The kept text sees any change of the text: longer, shorter, or another piece.
+    #[test]
+    fn debug_text_sees_every_change() {
+        let mut d = DebugText::new();
+        let first = Text("one", 7);
+        d.refresh(&first);
+        assert!(d.unchanged(&first));
+        for other in [
+            Text("one", 70),
+            Text("one", 0),
+            Text("on", 7),
+            Text("two", 7),
+        ] {
+            assert!(!d.unchanged(&other), "{other:?}");
+        }
+        // Fresh text is kept until it is marked stale.
+        d.refresh(&Text("two", 7));
+        assert!(d.unchanged(&first));
+        d.stale();
+        d.refresh(&Text("two", 7));
+        assert!(d.unchanged(&Text("two", 7)));
+        assert!(!d.unchanged(&first));
     }
 }

@@ -432,14 +432,32 @@ pub fn action_from_bytes(r: &mut ByteReader<'_>) -> Action {
     }
 }
 
+/// The most actions [`Scenario::from_bytes`] decodes: the bytes past them are ignored.
+///
+/// The fuzzer's speed is inversely proportional to the script's length, and its inputs
+/// grow towards its `-max_len`. 256 actions reach every state of the Machine, and more
+/// than 64 attempts (a failed attempt takes one or two actions), so that results of
+/// cancelled attempts can fall out of its memory; a longer script mostly repeats what a
+/// shorter one does, at the cost of fresh inputs.
+pub const MAX_ACTIONS: usize = 256;
+
+/// The most bytes [`config_from_bytes`] reads: the policy byte, three for an exponential
+/// policy, the jitter, eight for the seed, the connect timeout.
+pub const MAX_CONFIG_BYTES: usize = 14;
+
+/// The longest input that still means something to [`Scenario::from_bytes`]: `fuzz/run.sh`
+/// gives it to the fuzzer as `-max_len`.
+pub const MAX_INPUT_LEN: usize = MAX_CONFIG_BYTES + 2 * MAX_ACTIONS;
+
 impl Scenario {
     /// Decodes a scenario: a configuration ([`config_from_bytes`]), then two bytes per
-    /// action ([`action_from_bytes`]). Every byte string is a scenario.
+    /// action ([`action_from_bytes`]), at most [`MAX_ACTIONS`] of them. Every byte string
+    /// is a scenario.
     pub fn from_bytes(data: &[u8]) -> Scenario {
         let mut r = ByteReader::new(data);
         let (config, seed) = config_from_bytes(&mut r);
-        let mut actions = Vec::new();
-        while !r.is_empty() {
+        let mut actions = Vec::with_capacity(MAX_ACTIONS.min(data.len().div_ceil(2)));
+        while !r.is_empty() && actions.len() < MAX_ACTIONS {
             actions.push(action_from_bytes(&mut r));
         }
         Scenario {
@@ -790,4 +808,38 @@ pub fn run_scenario(scenario: &Scenario) -> Result<Report, Violation> {
 /// Decodes `data` into a [`Scenario`] and runs it: the body of the `machine` fuzz target.
 pub fn run_bytes(data: &[u8]) -> Result<Report, Violation> {
     run_scenario(&Scenario::from_bytes(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The longest configuration is [`MAX_CONFIG_BYTES`] long, and [`MAX_INPUT_LEN`] bytes
+    /// decode into exactly [`MAX_ACTIONS`] actions.
+    #[test]
+    fn input_length_bounds() {
+        let mut longest = 0;
+        for p in 0..=255u8 {
+            let data = [p; 64];
+            let mut r = ByteReader::new(&data);
+            config_from_bytes(&mut r);
+            longest = longest.max(r.pos);
+        }
+        assert_eq!(longest, MAX_CONFIG_BYTES);
+        let data = vec![1u8; 2 * MAX_INPUT_LEN];
+        assert_eq!(Scenario::from_bytes(&data).actions.len(), MAX_ACTIONS);
+        let data = vec![1u8; MAX_INPUT_LEN];
+        assert_eq!(Scenario::from_bytes(&data).actions.len(), MAX_ACTIONS);
+    }
+
+    /// `fuzz/run.sh` gives the `machine` target [`MAX_INPUT_LEN`] as its `-max_len`.
+    #[test]
+    fn run_sh_uses_max_input_len() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/run.sh");
+        let Ok(script) = std::fs::read_to_string(path) else {
+            return; // The fuzz folder is not shipped with this crate.
+        };
+        let want = format!("machine) extra+=(-max_len={MAX_INPUT_LEN})");
+        assert!(script.contains(&want), "{path} should have `{want}`");
+    }
 }
