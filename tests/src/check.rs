@@ -762,7 +762,10 @@ where
                 let finished_queued = !drained
                     && matches!(rejected.error, InputError::Finished { .. })
                     && machine.is_finished();
-                if expect_accept == Some(true) && !finished_queued {
+                // The Machine takes an input only once its commands have all been polled
+                // (its queue holds one input's worth): before that, Backlog is right.
+                let backlog = !drained && matches!(rejected.error, InputError::Backlog { .. });
+                if expect_accept == Some(true) && !finished_queued && !backlog {
                     return Err(self.fail(
                         "R16 bad input",
                         format!(

@@ -722,12 +722,16 @@ pub fn drain(
     mut mid: Option<(u8, StopInput)>,
 ) -> Result<(), Violation> {
     let mut polled = 0u8;
+    // A stop that came mid-batch and was refused (Backlog): fed again once drained, as a
+    // driver does with an input that races its batch.
+    let mut refused = None;
     loop {
         if let Some((after, stop)) = mid {
             if polled >= after {
                 mid = None;
                 if checked.machine().peek_command().is_some() {
                     report.mid_batch_stops += 1;
+                    refused = Some(stop);
                 }
                 feed(checked, report, stop.input())?;
             }
@@ -755,7 +759,7 @@ pub fn drain(
             None => break,
         }
     }
-    if let Some((_, stop)) = mid {
+    if let Some(stop) = mid.map(|(_, stop)| stop).or(refused) {
         feed(checked, report, stop.input())?;
         drain(checked, report, None)?;
     }

@@ -195,6 +195,9 @@ fn r16_a_long_random_run_never_allocates() {
             counted(|| drop(result));
             fed += 1;
         }
+        // With these types the Machine has no drop glue; with others (an `Arc` connection,
+        // an `io::Error`) it has, and dropping it must not allocate either.
+        #[allow(clippy::drop_non_drop)]
         counted(|| drop(m));
     }
     let allocations = allocations() - before;

@@ -77,6 +77,7 @@
 mod machine;
 mod policy;
 mod queue;
+mod rng;
 mod types;
 
 pub use machine::{Machine, error_key};

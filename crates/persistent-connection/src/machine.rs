@@ -3,10 +3,8 @@
 use core::fmt::{self, Debug, Write as _};
 use core::time::Duration;
 
-use rand_chacha::ChaCha8Rng;
-use rand_core::SeedableRng;
-
 use crate::queue::{CAPACITY, Queue};
+use crate::rng::JitterRng;
 use crate::types::{
     AttemptId, Command, Config, Event, Expecting, Failure, Input, InputError, InputKind, Rejected,
     State, StopKind, TimerId,
@@ -22,7 +20,10 @@ const MAX_PER_INPUT: usize = 4;
 ///
 /// * Feed every [`Input`] with [`handle_input`](Self::handle_input); then drain
 ///   [`poll_command`](Self::poll_command) until it returns `None` and carry out each
-///   [`Command`] in order. Nothing else moves the machine: it has no clock, no I/O, no
+///   [`Command`] in order. The next input is taken only once that is done (the queue
+///   holds one input's worth of commands, so the machine stays small): an input that comes
+///   while commands wait is refused with [`InputError::Backlog`](crate::InputError::Backlog),
+///   to be fed again after the drain. Nothing else moves the machine: it has no clock, no I/O, no
 ///   allocation, and never calls caller code.
 /// * The machine starts working when created: the first command is
 ///   `Emit(AttemptingToConnect)` (R1).
@@ -46,9 +47,11 @@ const MAX_PER_INPUT: usize = 4;
 /// the standard library's `io::Error` works as it is.
 pub struct Machine<A, C, E> {
     config: Config,
-    rng: ChaCha8Rng,
+    rng: JitterRng,
+    /// The next word of `rng` to draw (kept here, where it packs with the flags).
+    rng_next: u8,
     queue: Queue<Command<A, C, E>>,
-    wait: Wait<A>,
+    wait: Wait,
     stop: Option<StopKind>,
     /// The latest attempt's number (0: none yet).
     attempt: u64,
@@ -60,8 +63,9 @@ pub struct Machine<A, C, E> {
     failures: u32,
     /// The last address obtained in this cycle (O de-duplication).
     last_address: Option<A>,
-    /// Hash of the last error of this cycle (F de-duplication).
-    last_error: Option<u64>,
+    /// Hash of the last error of this cycle (F de-duplication), if `has_last_error`.
+    last_error: u64,
+    has_last_error: bool,
     /// The current connection and the attempt that made it.
     current: Option<(C, AttemptId)>,
     /// The current connection closed while the `Connected` handler ran (R5).
@@ -87,9 +91,9 @@ pub struct Machine<A, C, E> {
 
 /// What the machine waits for next.
 #[derive(Clone, Debug, PartialEq)]
-enum Wait<A> {
+enum Wait {
     /// The handler of a reported event; then `After`.
-    Handler(After<A>),
+    Handler(After),
     /// The caller's retry delay (custom policy).
     RetryDelay,
     Fetch,
@@ -102,11 +106,11 @@ enum Wait<A> {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-enum After<A> {
+enum After {
     /// `AttemptingToConnect` was reported: start an attempt.
     Attempt,
-    /// `ObtainedAddress` was reported: dial it.
-    Dial(A),
+    /// `ObtainedAddress` was reported: dial it (it is `last_address`).
+    Dial,
     /// `FailedToConnect` was reported: wait for the retry timer, then the next attempt.
     Failure,
     /// `Connected` was reported: wait for the connection to close.
@@ -129,8 +133,10 @@ enum TimerPlan {
     Retry,
     Timeout,
     Both,
-    TimeoutThenRetry(Duration),
-    RetryThenTimeout(Duration),
+    /// The timeout first; then the retry timer for the rest of the retry delay.
+    TimeoutThenRetry,
+    /// The retry timer first; then the timeout for the rest of the connect timeout.
+    RetryThenTimeout,
 }
 
 impl<A, C, E> Machine<A, C, E>
@@ -162,7 +168,8 @@ where
         config.min_uptime = config.min_uptime.filter(|t| !t.is_zero());
         let mut machine = Machine {
             key,
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            rng: JitterRng::new(seed),
+            rng_next: JitterRng::EMPTY,
             config,
             queue: Queue::new(),
             wait: Wait::Finished,
@@ -172,7 +179,8 @@ where
             late_dial: 0,
             failures: 0,
             last_address: None,
-            last_error: None,
+            last_error: 0,
+            has_last_error: false,
             current: None,
             closed_during_handler: false,
             close_sent: false,
@@ -379,7 +387,7 @@ where
     fn check_result(
         &self,
         attempt: AttemptId,
-        waiting: Wait<A>,
+        waiting: Wait,
         late: u64,
         got: InputKind,
     ) -> Result<(), InputError> {
@@ -468,12 +476,7 @@ where
         }
     }
 
-    fn emit(
-        &mut self,
-        event: Event<A, C, Failure<E>>,
-        attempt: Option<AttemptId>,
-        after: After<A>,
-    ) {
+    fn emit(&mut self, event: Event<A, C, Failure<E>>, attempt: Option<AttemptId>, after: After) {
         self.queue.push(Command::Emit { event, attempt });
         self.wait = Wait::Handler(after);
     }
@@ -485,7 +488,7 @@ where
     /// R1: a cycle starts by reporting `AttemptingToConnect`.
     fn start_cycle(&mut self) {
         self.last_address = None;
-        self.last_error = None;
+        self.has_last_error = false;
         self.emit(Event::AttemptingToConnect, None, After::Attempt);
     }
 
@@ -510,18 +513,21 @@ where
     }
 
     fn begin_attempt(&mut self, delay: Duration) {
-        let retry = self.config.jitter.apply(delay, &mut self.rng);
+        let retry = self
+            .config
+            .jitter
+            .apply(delay, || self.rng.next_u32(&mut self.rng_next));
         self.retry_delay = Some(retry);
         match self.config.connect_timeout {
             None if retry.is_zero() => self.retry_due = true,
             None => self.start_timer(retry, TimerPlan::Retry),
-            Some(t) if t < retry => self.start_timer(t, TimerPlan::TimeoutThenRetry(retry - t)),
+            Some(t) if t < retry => self.start_timer(t, TimerPlan::TimeoutThenRetry),
             Some(t) if t == retry => self.start_timer(t, TimerPlan::Both),
             Some(t) if retry.is_zero() => {
                 self.retry_due = true;
                 self.start_timer(t, TimerPlan::Timeout);
             }
-            Some(t) => self.start_timer(retry, TimerPlan::RetryThenTimeout(t - retry)),
+            Some(_) => self.start_timer(retry, TimerPlan::RetryThenTimeout),
         }
         self.queue.push(Command::FetchAddress {
             attempt: self.current_id(),
@@ -547,7 +553,7 @@ where
             self.emit(
                 Event::ObtainedAddress(address.clone()),
                 Some(self.current_id()),
-                After::Dial(address),
+                After::Dial,
             );
         }
     }
@@ -589,8 +595,9 @@ where
             // The machine's own error: keyed apart from any caller's.
             None => error_key(&error) ^ 0x9e37_79b9_7f4a_7c15,
         };
-        let repeated = self.last_error == Some(key);
-        self.last_error = Some(key);
+        let repeated = self.has_last_error && self.last_error == key;
+        self.last_error = key;
+        self.has_last_error = true;
         let attempt = self.current_id();
         if repeated {
             self.queue.push(Command::FailedAgain { attempt, error });
@@ -635,17 +642,17 @@ where
                 self.retry_due = true;
                 self.on_timeout();
             }
-            TimerPlan::TimeoutThenRetry(rest) => {
-                self.start_timer(rest, TimerPlan::Retry);
+            TimerPlan::TimeoutThenRetry => {
+                self.start_timer(self.rest_of_plan(), TimerPlan::Retry);
                 self.on_timeout();
             }
-            TimerPlan::RetryThenTimeout(rest) => {
+            TimerPlan::RetryThenTimeout => {
                 self.retry_due = true;
                 if matches!(
                     self.wait,
-                    Wait::Fetch | Wait::Dial | Wait::Handler(After::Dial(_))
+                    Wait::Fetch | Wait::Dial | Wait::Handler(After::Dial)
                 ) {
-                    self.start_timer(rest, TimerPlan::Timeout);
+                    self.start_timer(self.rest_of_plan(), TimerPlan::Timeout);
                 }
             }
         }
@@ -659,6 +666,14 @@ where
         }
     }
 
+    /// The later of this attempt's two deadlines, from the earlier one: both are known
+    /// (its retry delay and the connect timeout), so the plan need not store it.
+    fn rest_of_plan(&self) -> Duration {
+        let retry = self.retry_delay.unwrap_or_default();
+        let timeout = self.config.connect_timeout.unwrap_or_default();
+        retry.abs_diff(timeout)
+    }
+
     fn on_timeout(&mut self) {
         let Some(after) = self.config.connect_timeout else {
             return;
@@ -669,7 +684,7 @@ where
                 self.fail(Failure::TimedOut { after });
             }
             // The handler of `ObtainedAddress` runs: fail once it has finished (R6).
-            Wait::Handler(After::Dial(_)) => self.timed_out = true,
+            Wait::Handler(After::Dial) => self.timed_out = true,
             _ => {}
         }
     }
@@ -681,12 +696,16 @@ where
         match after {
             After::Attempt if self.stop.is_some() => self.finish(),
             After::Attempt => self.start_attempt(),
-            After::Dial(_) if self.stop.is_some() => self.finish(),
-            After::Dial(_) if self.timed_out => {
+            After::Dial if self.stop.is_some() => self.finish(),
+            After::Dial if self.timed_out => {
                 let after = self.config.connect_timeout.unwrap_or_default();
                 self.fail(Failure::TimedOut { after });
             }
-            After::Dial(address) => self.dial(address),
+            After::Dial => match self.last_address.clone() {
+                Some(address) => self.dial(address),
+                // on_address set it before reporting it; nothing to dial otherwise.
+                None => self.finish(),
+            },
             After::Failure => self.after_failure(),
             After::Connected if self.closed_during_handler => self.disconnected(),
             After::Connected => self.wait = Wait::Connected,
@@ -784,7 +803,7 @@ where
                 }
             }
             // An attempt is in flight (or about to be): nothing changes.
-            Wait::Handler(After::Attempt | After::Dial(_))
+            Wait::Handler(After::Attempt | After::Dial)
             | Wait::RetryDelay
             | Wait::Fetch
             | Wait::Dial

@@ -1,8 +1,6 @@
 //! Retry policies (how long an attempt waits before the next may start) and jitter.
 
 use core::time::Duration;
-use rand_chacha::ChaCha8Rng;
-use rand_core::Rng;
 
 /// Where the retry delay of each attempt comes from (R7).
 ///
@@ -145,16 +143,16 @@ impl Jitter {
     }
 
     /// Applies the jitter to `delay` with one draw from `rng`.
-    pub(crate) fn apply(self, delay: Duration, rng: &mut ChaCha8Rng) -> Duration {
+    pub(crate) fn apply(self, delay: Duration, draw: impl FnOnce() -> u32) -> Duration {
         let pct = self.percent();
         let d = clamp_nanos(delay);
         if pct == 0 || d == 0 {
             // Clamped as when jittered, so that `bounds` holds for every jitter.
             return from_nanos(d);
         }
-        let draw = rng.next_u64();
-        // 63 bits of magnitude, 1 bit of sign: d * frac with frac uniform in [0, 1).
-        let scaled = (d * u128::from(draw >> 1)) >> 63;
+        let draw = draw();
+        // 31 bits of magnitude, 1 bit of sign: d * frac with frac uniform in [0, 1).
+        let scaled = (d * u128::from(draw >> 1)) >> 31;
         let distance = scaled * pct / 100;
         if draw & 1 == 0 {
             from_nanos(d - distance)

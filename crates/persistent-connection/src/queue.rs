@@ -1,12 +1,14 @@
 //! A fixed-capacity FIFO for the commands the machine has yet to hand out: no allocation.
 
-/// How many commands can wait to be polled.
-pub(crate) const CAPACITY: usize = 8;
+/// How many commands can wait to be polled: the most one input yields. The rule of the
+/// loop (drain `poll_command` until `None` before the next input) keeps it enough.
+pub(crate) const CAPACITY: usize = 4;
 
 pub(crate) struct Queue<T> {
     items: [Option<T>; CAPACITY],
-    head: usize,
-    len: usize,
+    // Small: the queue is part of every Machine.
+    head: u8,
+    len: u8,
 }
 
 impl<T> Queue<T> {
@@ -19,15 +21,15 @@ impl<T> Queue<T> {
     }
 
     pub(crate) fn free(&self) -> usize {
-        CAPACITY - self.len
+        CAPACITY - usize::from(self.len)
     }
 
     /// Adds `item` at the back. The machine checks `free()` before it accepts an input, so
     /// this never finds the queue full; if it ever did, the item would be dropped rather
     /// than panic.
     pub(crate) fn push(&mut self, item: T) {
-        if self.len < CAPACITY {
-            let slot = (self.head + self.len) % CAPACITY;
+        if usize::from(self.len) < CAPACITY {
+            let slot = (usize::from(self.head) + usize::from(self.len)) % CAPACITY;
             self.items[slot] = Some(item);
             self.len += 1;
         }
@@ -37,8 +39,8 @@ impl<T> Queue<T> {
         if self.len == 0 {
             return None;
         }
-        let item = self.items[self.head].take();
-        self.head = (self.head + 1) % CAPACITY;
+        let item = self.items[usize::from(self.head)].take();
+        self.head = (self.head + 1) % CAPACITY as u8;
         self.len -= 1;
         item
     }
@@ -47,7 +49,7 @@ impl<T> Queue<T> {
         if self.len == 0 {
             None
         } else {
-            self.items[self.head].as_ref()
+            self.items[usize::from(self.head)].as_ref()
         }
     }
 }

@@ -424,7 +424,8 @@ pub enum InputError {
         /// The timer the machine waits for, if any.
         outstanding: Option<TimerId>,
     },
-    /// Too many commands wait to be polled: drain [`Machine::poll_command`](crate::Machine::poll_command) first.
+    /// Commands wait to be polled: drain [`Machine::poll_command`](crate::Machine::poll_command)
+    /// until `None` first. (The machine's queue holds one input's worth of commands.)
     #[error("{pending} commands wait to be polled: drain poll_command before feeding {got}")]
     Backlog {
         /// The input that came.

@@ -248,10 +248,11 @@ fn r7_zero_delay_starts_no_timer() {
 }
 
 /// The jitter's sign, pinned: with seed 7, a constant 10 s and the standard jitter, the
-/// first eight delays are exactly these (computed apart from the library: each attempt
-/// draws one `u64` from ChaCha8 seeded with 7; bit 0 set adds the distance, clear takes it
-/// off; the distance is `d * (draw >> 1) / 2^63 * 30 %`). A jitter that adds where it
-/// should take off (or the other way round) fails here, though it keeps every bound.
+/// first eight delays are exactly these (computed apart from the library: ChaCha8 seeded
+/// with 7 (`seed_from_u64`), the first 4 words of each 64-word refill, one word per
+/// attempt; bit 0 set adds the distance, clear takes it off; the distance is
+/// `d * (word >> 1) / 2^31 * 30 %`). A jitter that adds where it should take off (or the
+/// other way round) fails here, though it keeps every bound.
 #[test]
 fn r7_jitter_sign_golden_sequence() {
     let mut m = M::with_seed(
@@ -263,14 +264,14 @@ fn r7_jitter_sign_golden_sequence() {
     assert_eq!(
         nanos,
         [
-            10_473_388_291, // +
-            9_496_031_912,  // -
-            12_112_828_384, // +
-            12_180_223_890, // +
-            8_196_222_955,  // -
-            8_921_906_894,  // -
-            10_249_178_580, // +
-            7_452_130_428,  // -
+            10_420_010_279, // +
+            9_526_611_710,  // -
+            9_453_834_792,  // -
+            10_503_968_087, // +
+            7_084_674_178,  // -
+            11_719_958_246, // +
+            11_218_534_223, // +
+            11_017_411_617, // +
         ]
     );
     // Both ways, as "added or taken off with even odds" says.

@@ -108,12 +108,29 @@ fn r16_wrong_inputs_rejected_state_unchanged() {
 #[test]
 fn r16_rejection_leaves_pending_commands_in_place() {
     // Feeding while commands wait to be polled breaks the driver contract, which the
-    // checker refuses as a harness bug: a bare machine.
+    // checker refuses as a harness bug: a bare machine. Its queue holds one input's worth,
+    // so any input is refused (Backlog) until the queue is drained, and nothing moves.
     let mut m = Raw::new(constant(10), 0);
     // AttemptingToConnect is queued and not yet polled.
     let r = reject_raw(&mut m, dialed(1, 3));
-    assert!(matches!(r.error, InputError::UnknownAttempt { .. }));
+    assert_eq!(
+        r.error,
+        InputError::Backlog {
+            got: InputKind::Dialed,
+            pending: 1
+        }
+    );
     assert_eq!(r.input.into_connection(), Some(3));
+    let r = reject_raw(&mut m, fire(1));
+    assert_eq!(
+        r.error,
+        InputError::Backlog {
+            got: InputKind::TimerFired,
+            pending: 1
+        }
+    );
+    assert_eq!(drain_raw(&mut m), vec![attempting()]);
+    // Drained: the same inputs now get the errors that name what is wrong with them.
     let r = reject_raw(&mut m, fire(1));
     assert_eq!(
         r.error,
@@ -122,7 +139,6 @@ fn r16_rejection_leaves_pending_commands_in_place() {
             outstanding: None
         }
     );
-    assert_eq!(drain_raw(&mut m), vec![attempting()]);
     m.handle_input(handled()).unwrap();
     assert_eq!(drain_raw(&mut m), vec![timer(1, secs(10)), fetch(1)]);
 }
@@ -225,28 +241,25 @@ fn r16_backlog_refused_until_commands_are_polled() {
     // A careless driver that feeds without polling (which the checker refuses as a harness
     // bug): a bare machine.
     let mut m = Raw::new(constant(10), 0);
+    m.handle_input(handled())
+        .expect_err("AttemptingToConnect is still queued");
+    assert_eq!(drain_raw(&mut m), vec![attempting()]);
     m.handle_input(handled()).unwrap();
-    m.handle_input(address(1, "x")).unwrap();
-    m.handle_input(handled()).unwrap();
-    let r = reject_raw(&mut m, dial_failed(1, "refused"));
+    // StartTimer and FetchAddress wait to be polled: the address is refused.
+    let r = reject_raw(&mut m, address(1, "x"));
     assert_eq!(
         r.error,
         InputError::Backlog {
-            got: InputKind::Dialed,
-            pending: 5
+            got: InputKind::AddressObtained,
+            pending: 2
         }
     );
-    // The queued commands are intact, in order.
-    assert_eq!(
-        drain_raw(&mut m),
-        vec![
-            attempting(),
-            timer(1, secs(10)),
-            fetch(1),
-            obtained(1, "x"),
-            dial(1, "x", 0)
-        ]
-    );
+    // The queued commands are intact, in order, and the refused input is taken after.
+    assert_eq!(drain_raw(&mut m), vec![timer(1, secs(10)), fetch(1)]);
+    m.handle_input(address(1, "x")).unwrap();
+    assert_eq!(drain_raw(&mut m), vec![obtained(1, "x")]);
+    m.handle_input(handled()).unwrap();
+    assert_eq!(drain_raw(&mut m), vec![dial(1, "x", 0)]);
     m.handle_input(dial_failed(1, "refused")).unwrap();
     assert_eq!(drain_raw(&mut m), vec![failed(1, err("refused"))]);
 }
