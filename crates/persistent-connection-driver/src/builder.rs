@@ -5,18 +5,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use persistent_connection::{Config, Exponential, Jitter, Machine, RetryPolicy};
+use persistent_connection::{Config, Exponential, Jitter, RetryPolicy};
 
 use crate::connection::Connection;
 use crate::context::AttemptContext;
 use crate::error::{DriverEvent, PanicReport};
-use crate::handle::PersistentConnection;
 use crate::health::HealthCheck;
 use crate::hooks::Hooks;
 use crate::runtime::Runtime;
-use crate::shared::{EVENT_BUFFER, Shared};
+use crate::shared::EVENT_BUFFER;
 use crate::streams::{Events, Lazy};
-use crate::task::Task;
 
 /// A retry policy the driver computes without calling your code (R7). For any other
 /// function of the failure count, use [`Builder::retry_delay`].
@@ -42,13 +40,13 @@ impl From<Backoff> for RetryPolicy {
 /// [`spawn`](Self::spawn). The adapter crates' `builder` functions make one for their
 /// runtime.
 pub struct Builder<A, C, E> {
-    runtime: Arc<dyn Runtime>,
-    server_name: Arc<str>,
-    config: Config,
-    seed: Option<u64>,
-    hooks: Hooks<A, C, E>,
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) server_name: Arc<str>,
+    pub(crate) config: Config,
+    pub(crate) seed: Option<u64>,
+    pub(crate) hooks: Hooks<A, C, E>,
     /// Made here, so that subscribers can exist before the task starts.
-    events: Lazy<DriverEvent<A, C, E>>,
+    pub(crate) events: Lazy<DriverEvent<A, C, E>>,
 }
 
 impl<A, C, E> Builder<A, C, E>
@@ -195,28 +193,10 @@ where
     }
 
     /// The events of the persistent connection this builder will start, from its very first
-    /// one (R14). [`PersistentConnection::events`] subscribes only from the moment it is
+    /// one (R14). `PersistentConnection::events` subscribes only from the moment it is
     /// called, by which time the task may have reported the first events.
     pub fn events(&self) -> Events<DriverEvent<A, C, E>> {
         Events::new(self.events.subscribe())
-    }
-
-    /// Starts the persistent connection: a background task begins the first cycle at once
-    /// (R1). Returns the handle; dropping every clone of it closes everything (R13).
-    #[must_use = "dropping the handle closes the persistent connection at once"]
-    pub fn spawn(self) -> PersistentConnection<A, C, E> {
-        let seed = self.seed.unwrap_or_else(random_seed);
-        let machine = Machine::new(self.config, seed);
-        let shared = Shared::new(self.server_name, self.runtime.clone(), machine, self.events);
-        let task = Task::new(shared.clone(), self.runtime.clone(), self.hooks);
-        // Every event and health report of this connection is inside one span naming it.
-        #[cfg(feature = "tracing")]
-        let task = tracing::Instrument::instrument(
-            task,
-            tracing::info_span!("persistent_connection", server = %shared.server_name()),
-        );
-        self.runtime.spawn(Box::pin(task));
-        PersistentConnection::new(shared)
     }
 }
 

@@ -92,6 +92,7 @@ mod health;
 mod hooks;
 mod runtime;
 mod shared;
+mod spawn;
 mod stats;
 mod streams;
 mod task;
