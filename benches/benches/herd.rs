@@ -229,11 +229,9 @@ fn main() {
     note_smoke_run();
     println!("== herd: {n} clients lose their server at t = 0; it refuses dials for {DOWN:?} ==");
     println!(
-        "size_of Machine<u16, u32, Refused> = {} bytes ({} MB for all), of which its RNG (ChaCha8Rng) {} and its command queue (8 x Option<Command>) {}",
+        "size_of Machine<u16, u32, Refused> = {} bytes ({} MB for all)",
         size_of::<M>(),
-        size_of::<M>() * n / 1_000_000,
-        size_of::<rand_chacha::ChaCha8Rng>(),
-        8 * size_of::<Option<Command<Addr, Conn, Refused>>>()
+        size_of::<M>() * n / 1_000_000
     );
     for (name, jitter) in [
         ("jitter on (+-30%)", Jitter::STANDARD),

@@ -236,6 +236,7 @@ fn allocations(h: &mut Harness, inputs: u64) -> u64 {
 
 fn summary() {
     const GOAL_NS: f64 = 25.0;
+    const GOAL_BYTES: usize = 512;
     let full = full_run();
     // 72 is a multiple of every script's length, so each batch runs whole cycles.
     let (batches, per_batch, long_run) = if full {
@@ -246,20 +247,35 @@ fn summary() {
     println!();
     note_smoke_run();
     println!("== machine: one input (handle_input + drain poll_command), same run ==");
-    println!(
-        "size_of Machine<SocketAddr, Arc<()>, io::Error> = {} bytes",
-        size_of::<M>()
-    );
-    println!(
-        "size_of Machine<SocketAddr, Tracked<TcpStream>, AttemptError<io::Error>> (the driver's) = {} bytes",
-        size_of::<
-            Machine<
-                SocketAddr,
-                persistent_connection_tokio::Tracked<tokio::net::TcpStream>,
-                persistent_connection_tokio::AttemptError<io::Error>,
-            >,
-        >()
-    );
+    let sizes = [
+        ("Machine<SocketAddr, Arc<()>, io::Error>", size_of::<M>()),
+        (
+            "Machine<SocketAddr, Tracked<TcpStream>, AttemptError<io::Error>> (the driver's)",
+            size_of::<
+                Machine<
+                    SocketAddr,
+                    persistent_connection_tokio::Tracked<tokio::net::TcpStream>,
+                    persistent_connection_tokio::AttemptError<io::Error>,
+                >,
+            >(),
+        ),
+        (
+            "Machine<SocketAddr, Driven<()>, AttemptError<io::Error>> (the driver's)",
+            size_of::<
+                Machine<
+                    SocketAddr,
+                    persistent_connection_tokio::Driven<()>,
+                    persistent_connection_tokio::AttemptError<io::Error>,
+                >,
+            >(),
+        ),
+    ];
+    for (name, size) in sizes {
+        println!(
+            "size_of {name} = {size} bytes (goal <= {GOAL_BYTES}: {})",
+            if size <= GOAL_BYTES { "met" } else { "MISSED" }
+        );
+    }
     println!(
         "{:<22} {:>10} {:>14} {:>22}",
         "loop", "median ns", "vs 25 ns goal", "allocations (inputs)"

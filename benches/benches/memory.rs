@@ -13,8 +13,25 @@
 //! * **hand-written**: the loop a Tokio user writes instead: one task per connection that
 //!   owns its `TcpStream`, parked in a read, ready to reconnect on EOF.
 //! * **raw**: a bare `tokio::net::TcpStream` held in a `Vec` (no task): the floor.
+//! * **ours + client task**: ours plus the user's client task a new user writes around a
+//!   `Tracked<TcpStream>`: await `connected()`, read until EOF, close, again.
+//! * **ours (Driven read loop)**: the natural user code with the driver's `Driven`: the
+//!   connection is a `Driven` whose driving future is the read loop (it owns the stream and
+//!   reads until EOF); the driver runs it as a task of its own. No other client task.
+//! * **ours + subscriber**: ours with an `events()` and a `state_changes()` subscriber held
+//!   per connection: the event buffer, state channel and waiter list are made lazily, so
+//!   the difference from **ours** is what those features cost, and only their users pay.
 //! * **ours, no socket**: ours with `CloseSignal` connections: no fd, so 100,000 fit even
-//!   where sockets do not; the library's own cost per connection.
+//!   where sockets do not; the library's own cost per connection (and **.. + subscriber**).
+//!
+//! **Scaling**: the socket kinds are measured at 1,000, 5,000, 10,000 and 15,000
+//! connections (the fd hard limit is 20,000 here), and the slope of the client's RSS
+//! growth against N (least squares) is printed: the honest per-connection cost to project
+//! to 100,000.
+//!
+//! **Where the bytes go**: after the 10,000 row of each kind, the client child makes one
+//! more connection of that kind with the counting allocator's tracer on and lists the
+//! heap blocks it made that are still live once connected and idle (sizes in bytes).
 //!
 //! The file-descriptor limit is raised with `setrlimit` (the `rlimit` crate); connections
 //! are spread over several listening ports so that 100,000 of them fit in the ephemeral
@@ -38,7 +55,7 @@ use persistent_connection_benches::{
     Catalog, CountPolls, full_run, note_smoke_run, rss_bytes, wait_eof,
 };
 use persistent_connection_tokio::{
-    Backoff, CloseSignal, DriverEvent, Jitter, Tokio, Tracked, builder,
+    Backoff, CloseSignal, Connection, Driven, DriverEvent, Jitter, Tokio, Tracked, builder,
 };
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -63,35 +80,52 @@ fn main() {
                 &rest[1],
                 rest[2].parse().expect("a connection count"),
                 &rest[3],
+                rest.get(4).is_some_and(|t| t == "trace"),
             ),
             other => panic!("unknown child {other:?}"),
         }
         return;
     }
     let sizes: &[usize] = if full_run() {
-        &[10_000, 100_000]
+        &[1_000, 5_000, 10_000, 15_000, 100_000]
     } else {
         &[200]
     };
     note_smoke_run();
     println!("== memory: RSS per idle connection (client process only) ==");
     println!(
-        "size_of one queued event in a persistent connection's event buffer: {} bytes (the buffer holds 32)",
+        "size_of one queued event in a persistent connection's event buffer (made on the first events()): {} bytes",
         size_of::<(
             DriverEvent<SocketAddr, Tracked<TcpStream>, std::io::Error>,
             usize
         )>()
     );
     println!(
-        "{:>8} {:<16} {:>12} {:>10} {:>10} {:>12}",
+        "{:>8} {:<28} {:>11} {:>8} {:>8} {:>12}",
         "N", "kind", "RSS B/conn", "vs raw", "vs hand", "heap B/conn"
     );
+    // kind -> (N, RSS growth in bytes) for the slope.
+    let mut growth: Vec<(&str, Vec<(f64, f64)>)> = KINDS.iter().map(|k| (*k, Vec::new())).collect();
+    let mut traces = Vec::new();
     for &n in sizes {
         let mut results = Vec::new();
-        for kind in ["raw", "hand-written", "ours", "ours, no socket"] {
-            match measure(kind, n) {
-                Ok(per_conn) => results.push((kind, per_conn)),
-                Err(why) => println!("{n:>8} {kind:<16} does not fit: {why}"),
+        for &kind in KINDS {
+            // 100,000 sockets do not fit (fd hard limit 20,000): only the socket-less kinds.
+            if n > 20_000 && !kind.contains("no socket") {
+                continue;
+            }
+            let trace = n == 10_000 || (!full_run() && n == sizes[0]);
+            match measure(kind, n, trace) {
+                Ok((per_conn, heap, blocks)) => {
+                    results.push((kind, (per_conn, heap)));
+                    if let Some(g) = growth.iter_mut().find(|g| g.0 == kind) {
+                        g.1.push((n as f64, per_conn * n as f64));
+                    }
+                    if let Some(blocks) = blocks {
+                        traces.push((kind, blocks));
+                    }
+                }
+                Err(why) => println!("{n:>8} {kind:<28} does not fit: {why}"),
             }
         }
         let of = |k: &str| results.iter().find(|(kind, _)| *kind == k).map(|r| r.1);
@@ -100,14 +134,76 @@ fn main() {
                 base.map_or(String::from("-"), |b| format!("{:.2}x", per_conn / b.0))
             };
             println!(
-                "{n:>8} {kind:<16} {per_conn:>12.0} {:>10} {:>10} {heap:>12.0}",
+                "{n:>8} {kind:<28} {per_conn:>11.0} {:>8} {:>8} {heap:>12.0}",
                 vs(of("raw")),
                 vs(of("hand-written"))
             );
         }
+        if let (Some(driven), Some(hand)) = (of(DRIVEN), of("hand-written")) {
+            let extra = driven.0 - hand.0;
+            println!(
+                "{n:>8} {DRIVEN} - hand-written = {extra:+.0} B RSS, {:+.0} B heap per connection (goal <= +1024 B: {})",
+                driven.1 - hand.1,
+                if extra <= 1024.0 { "met" } else { "MISSED" }
+            );
+        }
+        if let (Some(with), Some(without)) = (of("ours + subscriber"), of("ours")) {
+            println!(
+                "{n:>8} a subscriber (events + state_changes) adds {:+.0} B heap per connection; without one nothing is allocated for them",
+                with.1 - without.1
+            );
+        }
+    }
+    println!();
+    println!("== memory: scaling (least-squares slope of the client's RSS growth against N) ==");
+    for (kind, points) in &growth {
+        if points.len() < 2 {
+            continue;
+        }
+        let slope = slope(points);
+        let ns: Vec<String> = points.iter().map(|p| format!("{:.0}", p.0)).collect();
+        println!(
+            "{kind:<28} {slope:>8.0} B/conn over N = {} -> 100,000 connections: {:.0} MB",
+            ns.join(", "),
+            slope * 100_000.0 / 1e6
+        );
+    }
+    println!();
+    println!("== memory: heap blocks one more connection keeps, once connected and idle ==");
+    for (kind, blocks) in &traces {
+        let total: usize = blocks.iter().sum();
+        let list: Vec<String> = blocks.iter().map(usize::to_string).collect();
+        println!(
+            "{kind:<28} {total:>6} B in {:>2} blocks: {}",
+            blocks.len(),
+            list.join(" ")
+        );
     }
     println!();
     wakeups(if full_run() { 1_000 } else { 20 });
+}
+
+/// The kinds of client, in the order they are measured.
+const KINDS: &[&str] = &[
+    "raw",
+    "hand-written",
+    "ours",
+    "ours + client task",
+    DRIVEN,
+    "ours + subscriber",
+    "ours, no socket",
+    "ours, no socket + subscriber",
+];
+const DRIVEN: &str = "ours (Driven read loop)";
+
+/// The least-squares slope of `(x, y)` points.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
+    sxy / sxx
 }
 
 /// Raises the file-descriptor limit to `want` (soft and hard). If the hard limit cannot
@@ -129,9 +225,13 @@ fn raise_nofile(want: u64) -> Result<(), String> {
     }
 }
 
+/// RSS bytes and live heap bytes per connection, and (if traced) the live heap blocks of one
+/// more connection.
+type Measured = (f64, f64, Option<Vec<usize>>);
+
 /// Runs a server child and a client child; returns RSS bytes and live heap bytes per
-/// connection.
-fn measure(kind: &str, n: usize) -> Result<(f64, f64), String> {
+/// connection (and the traced blocks of one more connection, if `trace`).
+fn measure(kind: &str, n: usize, trace: bool) -> Result<Measured, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let ports = n.div_ceil(PER_PORT);
     let mut server = Command::new(&exe)
@@ -150,7 +250,14 @@ fn measure(kind: &str, n: usize) -> Result<(f64, f64), String> {
         .trim()
         .replace(' ', ",");
     let client = Command::new(&exe)
-        .args(["--child", "client", kind, &n.to_string(), &ports])
+        .args([
+            "--child",
+            "client",
+            kind,
+            &n.to_string(),
+            &ports,
+            if trace { "trace" } else { "-" },
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .output()
@@ -166,8 +273,13 @@ fn measure(kind: &str, n: usize) -> Result<(f64, f64), String> {
         .split_whitespace()
         .filter_map(|x| x.parse().ok())
         .collect();
+    let blocks = out.lines().find_map(|l| l.strip_prefix("TRACE")).map(|t| {
+        t.split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect::<Vec<usize>>()
+    });
     match nums[..] {
-        [before, after, heap] => Ok(((after - before) / n as f64, heap / n as f64)),
+        [before, after, heap] => Ok(((after - before) / n as f64, heap / n as f64, blocks)),
         _ => Err(format!("bad result {result:?}")),
     }
 }
@@ -217,9 +329,11 @@ fn server_child(ports: usize) {
     std::process::exit(0);
 }
 
-/// Makes `n` connections of `kind` to the `ports` and prints `RESULT rss_before rss_after`.
-fn client_child(kind: &str, n: usize, ports: &str) {
-    if kind != "ours, no socket" {
+/// Makes `n` connections of `kind` to the `ports` and prints `RESULT rss_before rss_after
+/// heap`; with `trace`, then one more connection under the allocation tracer, and prints
+/// `TRACE` and the sizes of its live heap blocks.
+fn client_child(kind: &str, n: usize, ports: &str, trace: bool) {
+    if !kind.contains("no socket") {
         if let Err(why) = raise_nofile((n + 1_000) as u64) {
             println!("{why}");
             return;
@@ -238,21 +352,49 @@ fn client_child(kind: &str, n: usize, ports: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let before = rss_bytes().expect("rss");
         let heap_before = persistent_connection_benches::LIVE_BYTES.load(Ordering::Relaxed);
-        let held = match kind.as_str() {
-            "raw" => raw(&addrs, n).await,
-            "hand-written" => hand_written(&addrs, n).await,
-            "ours" => ours(&addrs, n).await,
-            "ours, no socket" => ours_no_socket(n).await,
-            other => panic!("unknown kind {other}"),
-        };
+        let held = make(&kind, &addrs, n).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let after = rss_bytes().expect("rss");
         let heap = persistent_connection_benches::LIVE_BYTES.load(Ordering::Relaxed) - heap_before;
         println!("RESULT {before} {after} {heap}");
+        if trace {
+            persistent_connection_benches::trace::start();
+            make(&kind, &addrs, 1).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let blocks = persistent_connection_benches::trace::stop();
+            let list: Vec<String> = blocks.iter().map(usize::to_string).collect();
+            println!("TRACE {}", list.join(" "));
+        }
         std::io::stdout().flush().expect("stdout");
         // Exit at once: tearing down 100,000 connections one by one measures nothing.
         std::process::exit(if held == n { 0 } else { 1 });
     });
+}
+
+/// Makes `n` connections of `kind`, waits until all are connected, and keeps them (and
+/// what belongs to them) until the process exits.
+async fn make(kind: &str, addrs: &[SocketAddr], n: usize) -> usize {
+    match kind {
+        "raw" => raw(addrs, n).await,
+        "hand-written" => hand_written(addrs, n).await,
+        "ours" => ours(addrs, n, Extra::None).await,
+        "ours + client task" => ours(addrs, n, Extra::ClientTask).await,
+        "ours + subscriber" => ours(addrs, n, Extra::Subscriber).await,
+        DRIVEN => ours_driven(addrs, n).await,
+        "ours, no socket" => ours_no_socket(n, false).await,
+        "ours, no socket + subscriber" => ours_no_socket(n, true).await,
+        other => panic!("unknown kind {other}"),
+    }
+}
+
+/// What a kind of "ours" keeps beside the handle.
+#[derive(Clone, Copy, PartialEq)]
+enum Extra {
+    None,
+    /// The user's client task: await `connected()`, read until EOF, close, again.
+    ClientTask,
+    /// An `events()` and a `state_changes()` subscriber.
+    Subscriber,
 }
 
 /// Bare streams in a `Vec`.
@@ -308,8 +450,8 @@ async fn wait_for(count: &AtomicUsize, progress: &Notify, target: usize) {
     }
 }
 
-/// Persistent connections with the default settings.
-async fn ours(addrs: &[SocketAddr], n: usize) -> usize {
+/// Persistent connections with the default settings, and `extra`.
+async fn ours(addrs: &[SocketAddr], n: usize, extra: Extra) -> usize {
     let mut held = Vec::with_capacity(n);
     let catalogs: Vec<Catalog> = addrs.iter().map(|a| Catalog::new(*a)).collect();
     while held.len() < n {
@@ -332,6 +474,63 @@ async fn ours(addrs: &[SocketAddr], n: usize) -> usize {
             pc.connected().await;
         }
     }
+    match extra {
+        Extra::None => {}
+        Extra::ClientTask => {
+            for pc in &held {
+                let pc = pc.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let conn = pc.connected().await;
+                        wait_eof(&conn).await;
+                        conn.close().await;
+                    }
+                });
+            }
+            // Let every client task start and park in its read.
+            tokio::task::yield_now().await;
+        }
+        Extra::Subscriber => {
+            let subs: Vec<_> = held
+                .iter()
+                .map(|pc| (pc.events(), pc.state_changes()))
+                .collect();
+            std::mem::forget(subs);
+        }
+    }
+    let count = held.len();
+    std::mem::forget(held);
+    count
+}
+
+/// Persistent connections whose connection is a `Driven` whose driving future is the
+/// user's read loop: it owns the stream and reads until EOF (the driver runs it).
+async fn ours_driven(addrs: &[SocketAddr], n: usize) -> usize {
+    let mut held = Vec::with_capacity(n);
+    let catalogs: Vec<Catalog> = addrs.iter().map(|a| Catalog::new(*a)).collect();
+    while held.len() < n {
+        let start = held.len();
+        for i in start..(start + BATCH).min(n) {
+            let catalog = catalogs[i % catalogs.len()].clone();
+            held.push(
+                builder(
+                    "memory",
+                    move || {
+                        let addr = catalog.get();
+                        async move { Ok::<SocketAddr, std::io::Error>(addr) }
+                    },
+                    |addr, _ctx| async move {
+                        let stream = TcpStream::connect(addr).await?;
+                        Ok(Driven::new((), async move { wait_eof(&stream).await }))
+                    },
+                )
+                .spawn(),
+            );
+        }
+        for pc in &held[start..] {
+            pc.connected().await;
+        }
+    }
     let count = held.len();
     std::mem::forget(held);
     count
@@ -339,7 +538,7 @@ async fn ours(addrs: &[SocketAddr], n: usize) -> usize {
 
 /// Persistent connections whose connections are bare `CloseSignal`s: no socket, no fd, so
 /// any number fits; what is left is the library's own cost per connection.
-async fn ours_no_socket(n: usize) -> usize {
+async fn ours_no_socket(n: usize, subscriber: bool) -> usize {
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
         held.push(
@@ -353,6 +552,13 @@ async fn ours_no_socket(n: usize) -> usize {
     }
     for pc in &held {
         pc.connected().await;
+    }
+    if subscriber {
+        let subs: Vec<_> = held
+            .iter()
+            .map(|pc| (pc.events(), pc.state_changes()))
+            .collect();
+        std::mem::forget(subs);
     }
     let count = held.len();
     std::mem::forget(held);

@@ -381,13 +381,26 @@ fn main() {
     let verdict = |met: bool| if met { "met" } else { "MISSED" };
     if let (Some(ours), Some(hand)) = (median(OURS), median(HAND)) {
         let vs_hand = ratio(ours, hand);
-        println!(
-            "ours / hand-written = {vs_hand:.2}x (goal <= 1.10x: {})",
-            verdict(vs_hand <= 1.10)
-        );
+        println!("ours / hand-written = {vs_hand:.3}x (ratio of the medians)");
     }
     if let Some(paired) = paired {
-        println!("median of the per-round ratios ours / hand-written = {paired:.2}x");
+        println!(
+            "median of the per-round ratios ours / hand-written = {paired:.3}x (goal <= 1.03x: {})",
+            verdict(paired <= 1.03)
+        );
+    }
+    let allocs = |name: &str| {
+        clients
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.allocations[c.allocations.len() / 2])
+    };
+    if let (Some(ours), Some(hand)) = (allocs(OURS), allocs(HAND)) {
+        println!(
+            "allocations per reconnection (median round, whole process): ours {ours}, hand-written {hand}: {:+} (goal <= +4: {})",
+            ours as i64 - hand as i64,
+            verdict(ours <= hand + 4)
+        );
     }
     if let (Some(ours), Some(stubborn)) = (median(OURS), median(STUBBORN)) {
         let vs_stubborn = ratio(ours, stubborn);

@@ -416,23 +416,92 @@ unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
         // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { std::alloc::System.alloc(layout) }
+        let ptr = unsafe { std::alloc::System.alloc(layout) };
+        trace::alloc(ptr, layout.size());
+        ptr
     }
     unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
         // SAFETY: as above.
-        unsafe { std::alloc::System.alloc_zeroed(layout) }
+        let ptr = unsafe { std::alloc::System.alloc_zeroed(layout) };
+        trace::alloc(ptr, layout.size());
+        ptr
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        trace::dealloc(ptr);
         // SAFETY: as above; `ptr` came from this allocator, i.e. from `System`.
-        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+        let new = unsafe { std::alloc::System.realloc(ptr, layout, new_size) };
+        trace::alloc(new, new_size);
+        new
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
         LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        trace::dealloc(ptr);
         // SAFETY: as above.
         unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+/// An allocation tracer for [`CountingAlloc`]: between [`trace::start`] and
+/// [`trace::stop`], every allocation's address and size is recorded (up to
+/// [`trace::SLOTS`]) and forgotten again when freed, so `stop` returns the sizes of the
+/// allocations made in that window that are still live. Used by the memory bench to list,
+/// one by one, the heap blocks one persistent connection keeps. Lock-free and
+/// allocation-free (fixed static slots), so it can run inside the global allocator.
+pub mod trace {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// How many live allocations one trace can hold.
+    pub const SLOTS: usize = 4096;
+    static ON: AtomicBool = AtomicBool::new(false);
+    static PTRS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+    static SIZES: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+    pub(crate) fn alloc(ptr: *mut u8, size: usize) {
+        if !ON.load(Ordering::Relaxed) || ptr.is_null() {
+            return;
+        }
+        let at = NEXT.fetch_add(1, Ordering::Relaxed);
+        if at < SLOTS {
+            SIZES[at].store(size, Ordering::Relaxed);
+            PTRS[at].store(ptr as usize, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn dealloc(ptr: *mut u8) {
+        if !ON.load(Ordering::Relaxed) {
+            return;
+        }
+        let end = NEXT.load(Ordering::Relaxed).min(SLOTS);
+        for slot in &PTRS[..end] {
+            if slot.load(Ordering::Relaxed) == ptr as usize {
+                slot.store(0, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+
+    /// Starts recording (single-threaded use: one trace at a time).
+    pub fn start() {
+        for slot in &PTRS {
+            slot.store(0, Ordering::Relaxed);
+        }
+        NEXT.store(0, Ordering::Relaxed);
+        ON.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops recording; the sizes of the allocations made since [`start`] and still live,
+    /// in the order they were made.
+    pub fn stop() -> Vec<usize> {
+        ON.store(false, Ordering::SeqCst);
+        let end = NEXT.load(Ordering::Relaxed).min(SLOTS);
+        (0..end)
+            .filter(|&i| PTRS[i].load(Ordering::Relaxed) != 0)
+            .map(|i| SIZES[i].load(Ordering::Relaxed))
+            .collect()
     }
 }
