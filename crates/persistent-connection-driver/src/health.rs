@@ -149,9 +149,15 @@ mod tests {
     #[test]
     fn zero_failures_counts_as_one() {
         let check = HealthCheck::new(Duration::from_secs(1), Duration::from_millis(500), 0);
-        assert_eq!(check.failures, 1, "a failed probe must be able to close the connection");
+        assert_eq!(
+            check.failures, 1,
+            "a failed probe must be able to close the connection"
+        );
         assert_eq!(check.interval, Duration::from_secs(1));
         assert_eq!(check.timeout, Duration::from_millis(500));
-        assert_eq!(HealthCheck::new(check.interval, check.timeout, 3).failures, 3);
+        assert_eq!(
+            HealthCheck::new(check.interval, check.timeout, 3).failures,
+            3
+        );
     }
 }
