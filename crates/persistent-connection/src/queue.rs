@@ -53,3 +53,34 @@ impl<T> Queue<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_that_drops_rather_than_overflows() {
+        let mut q: Queue<u32> = Queue::new();
+        assert_eq!(q.free(), CAPACITY);
+        assert_eq!(q.peek(), None);
+        assert_eq!(q.pop(), None);
+        for n in 0..CAPACITY as u32 {
+            q.push(n);
+        }
+        assert_eq!(q.free(), 0);
+        q.push(99); // full: dropped, never a panic
+        assert_eq!(q.peek(), Some(&0));
+        for n in 0..CAPACITY as u32 {
+            assert_eq!(q.pop(), Some(n));
+        }
+        assert_eq!(q.pop(), None, "the dropped item was not kept");
+        // Wrapping around the end of the array keeps the order.
+        q.push(1);
+        q.push(2);
+        assert_eq!(q.pop(), Some(1));
+        q.push(3);
+        assert_eq!(q.pop(), Some(2));
+        assert_eq!(q.pop(), Some(3));
+        assert_eq!(q.free(), CAPACITY);
+    }
+}

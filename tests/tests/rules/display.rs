@@ -156,3 +156,22 @@ fn failure_display_is_the_error_or_the_timeout() {
         "the attempt did not finish within the connect timeout of 2s"
     );
 }
+
+/// A Machine's `Debug` names the type and what it waits for (what a log or a failed
+/// assertion shows of it).
+#[test]
+fn machine_debug_shows_its_state() {
+    let m = crate::support::Raw::new(crate::support::constant(10), 0);
+    let text = format!("{m:?}");
+    assert!(text.starts_with("Machine {"), "{text}");
+    for field in [
+        "wait",
+        "stop",
+        "attempt",
+        "failures",
+        "connected",
+        "timer_out",
+    ] {
+        assert!(text.contains(field), "{field} missing from {text}");
+    }
+}

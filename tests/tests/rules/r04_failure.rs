@@ -371,3 +371,39 @@ fn r4_fetch_and_dial_errors_compare_alike() {
     );
     assert_eq!(m.consecutive_failures(), 2);
 }
+
+/// R4's default key (`error_key`: a hash of the `Debug` text) is pinned, and tells apart
+/// every text of a large set, however they split into 8-byte words (a key that dropped
+/// the length, or mixed words badly, would make different errors "equal" and hide them).
+#[test]
+fn r4_error_key_is_pinned_and_spreads() {
+    use persistent_connection::error_key;
+    let pinned: [(&str, u64); 5] = [
+        ("", 0xa4cb_997c_e673_3c5e),
+        ("a", 0xee39_05f3_c09d_8c51),
+        ("refused", 0xe103_0a1b_8718_1e72),
+        ("ConnectionRefused", 0x87b1_653f_d15a_9785),
+        (
+            "a long error text of more than eight bytes",
+            0xaef2_e74d_f8d6_62b7,
+        ),
+    ];
+    for (text, key) in pinned {
+        assert_eq!(error_key::<str>(text), key, "{text:?}");
+    }
+    let mut seen = std::collections::HashSet::new();
+    for n in 0..20_000u32 {
+        // Distinct texts of 3 to 30 bytes.
+        let text = format!("e{n}-{}", "ab".repeat((n % 12) as usize));
+        assert!(
+            seen.insert(error_key::<str>(&text)),
+            "two texts share a key: {text}"
+        );
+    }
+    // The same bytes split differently: "ab" + "c" is not "a" + "bc".
+    assert_ne!(
+        error_key(&("ab", "c")),
+        error_key(&("a", "bc")),
+        "the length of each piece counts"
+    );
+}

@@ -278,3 +278,33 @@ fn r7_jitter_sign_golden_sequence() {
     assert!(delays.iter().any(|d| *d > secs(10)));
     assert!(delays.iter().any(|d| *d < secs(10)));
 }
+
+/// R7, R15: a zero delay takes no random draw (nothing to jitter), so the draws of the
+/// attempts that follow are those a fresh machine with the same seed would make.
+#[test]
+fn r7_zero_delay_takes_no_random_draw() {
+    let config = Config::new().retry_policy(RetryPolicy::Custom);
+    let first_jittered = |zero_first: bool| {
+        let mut m = Raw::new(config, 11);
+        assert_eq!(drain_raw(&mut m), vec![attempting()]);
+        m.handle_input(handled()).unwrap();
+        let mut n = 1;
+        if zero_first {
+            drain_raw(&mut m);
+            m.handle_input(Input::RetryDelay(Duration::ZERO)).unwrap();
+            drain_raw(&mut m);
+            m.handle_input(address_failed(1, "e")).unwrap();
+            drain_raw(&mut m);
+            m.handle_input(handled()).unwrap();
+            n = 2;
+        }
+        drain_raw(&mut m);
+        m.handle_input(Input::RetryDelay(secs(10))).unwrap();
+        let cmds = drain_raw(&mut m);
+        let Some(Command::StartTimer { delay, .. }) = cmds.first().cloned() else {
+            panic!("attempt {n}: {cmds:?}")
+        };
+        delay
+    };
+    assert_eq!(first_jittered(true), first_jittered(false));
+}
