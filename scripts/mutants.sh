@@ -29,7 +29,9 @@
 #                  large file such as machine.rs, or to split the run across machines.
 #   --out DIR      Where cargo-mutants writes its mutants.out directory
 #                  (default: target/mutants, or target/mutants-driver with --driver).
-#   -- ARGS        Passed to `cargo mutants` as they are (e.g. `-- --list`, `-- --re delay`).
+#   -- ARGS        Passed to `cargo mutants` as they are (e.g. `-- --list`, `-- --re delay`,
+#                  or `-- --iterate` to resume: mutants caught or unviable in DIR are skipped,
+#                  and the score is then of the rest).
 #
 # cargo-mutants is installed with `cargo install cargo-mutants --locked` if missing. This is
 # not part of the default CI path: run it by hand or from a scheduled job.
@@ -77,6 +79,10 @@ while [ $# -gt 0 ]; do
         *) files+=("$1"); shift ;;
     esac
 done
+
+# No debug info: a mutant's build is mostly linking test binaries, and debug info would only
+# slow it (about a third of each build here); nothing reads it.
+export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
 
 if ! cargo mutants --version >/dev/null 2>&1; then
     echo "mutants.sh: installing cargo-mutants" >&2

@@ -8,6 +8,9 @@ use std::sync::Arc;
 
 use crate::runtime::BoxFuture;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
+
+use atomic_waker::AtomicWaker;
 
 /// A connection the persistent connection can hand out, watch and close: the seed's
 /// `Closable`.
@@ -81,15 +84,109 @@ impl fmt::Display for Ending {
 /// Call [`close`](Self::close) where your code learns that the connection is dead (a read
 /// returned EOF or an error); the persistent connection then reports `Disconnected` and
 /// dials again.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone)]
 pub struct CloseSignal {
-    inner: Arc<SignalInner>,
+    // `dyn`, so that a `Tracked` can keep its value and its flag in one allocation and
+    // still hand out its signal.
+    inner: Arc<dyn HasFlag>,
 }
 
+/// The flag and its waiters (also `Driven`'s, inline in its one allocation).
 #[derive(Debug, Default)]
-struct SignalInner {
+pub(crate) struct Flag {
     closed: AtomicBool,
+    /// The first waiter (usually the only one: the driver's watch) waits here, which
+    /// allocates nothing; `solo_taken` says it is in use.
+    solo: AtomicWaker,
+    solo_taken: AtomicBool,
+    /// Every other waiter: `event_listener` allocates its list on the first of them.
     event: event_listener::Event,
+}
+
+/// Whatever holds a [`Flag`]: a bare one, or a `Tracked`'s shared part.
+trait HasFlag: Send + Sync + 'static {
+    fn flag(&self) -> &Flag;
+}
+
+impl HasFlag for Flag {
+    fn flag(&self) -> &Flag {
+        self
+    }
+}
+
+impl Flag {
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.solo.wake();
+        self.event.notify(usize::MAX);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once closed (at once if it is).
+    pub(crate) async fn wait(&self) {
+        if self.is_closed() {
+            return;
+        }
+        if self
+            .solo_taken
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            let _release = SoloSlot(self);
+            std::future::poll_fn(|cx| {
+                // Register, then look: a `close` in between wakes the registered waker.
+                self.solo.register(cx.waker());
+                if self.is_closed() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            return;
+        }
+        loop {
+            if self.is_closed() {
+                return;
+            }
+            // On the future's own state, not boxed: no allocation per wait.
+            event_listener::listener!(self.event => listener);
+            if self.is_closed() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// Frees the solo slot when its waiter is done or dropped, and drops the waker it left
+/// (which may keep a finished task's memory alive).
+struct SoloSlot<'a>(&'a Flag);
+
+impl Drop for SoloSlot<'_> {
+    fn drop(&mut self) {
+        drop(self.0.solo.take());
+        self.0.solo_taken.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Default for CloseSignal {
+    fn default() -> Self {
+        CloseSignal {
+            inner: Arc::new(Flag::default()),
+        }
+    }
+}
+
+impl fmt::Debug for CloseSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CloseSignal")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
 }
 
 impl CloseSignal {
@@ -100,30 +197,18 @@ impl CloseSignal {
 
     /// Marks it closed and wakes everything waiting in [`closed`](Self::closed). Idempotent.
     pub fn close(&self) {
-        self.inner.closed.store(true, Ordering::SeqCst);
-        self.inner.event.notify(usize::MAX);
+        self.inner.flag().close();
     }
 
     /// Whether [`close`](Self::close) has been called.
     pub fn is_closed(&self) -> bool {
-        self.inner.closed.load(Ordering::SeqCst)
+        self.inner.flag().is_closed()
     }
 
     /// Resolves once [`close`](Self::close) has been called (at once if it has).
     pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
         let inner = self.inner.clone();
-        async move {
-            loop {
-                if inner.closed.load(Ordering::SeqCst) {
-                    return;
-                }
-                let listener = inner.event.listen();
-                if inner.closed.load(Ordering::SeqCst) {
-                    return;
-                }
-                listener.await;
-            }
-        }
+        async move { inner.flag().wait().await }
     }
 }
 
@@ -156,37 +241,98 @@ impl Connection for CloseSignal {
 /// `close` only raises the signal: the value itself is dropped when the last clone goes.
 /// Code that owns the value's I/O should watch [`CloseSignal::closed`] to shut it down,
 /// and raise the signal when it sees the peer go away.
-#[derive(Debug)]
+///
+/// [`new`](Self::new) makes one allocation (value and flag together); a clone is one
+/// reference count.
 pub struct Tracked<T> {
-    value: Arc<T>,
-    signal: CloseSignal,
+    inner: Arc<TrackedInner<T>>,
+}
+
+struct TrackedInner<T> {
+    value: T,
+    signal: TrackedSignal,
+}
+
+/// A `Tracked`'s flag: its own, or a signal given to [`Tracked::with_signal`].
+enum TrackedSignal {
+    Own(Flag),
+    Given(CloseSignal),
+}
+
+impl<T> TrackedInner<T> {
+    fn flag(&self) -> &Flag {
+        match &self.signal {
+            TrackedSignal::Own(flag) => flag,
+            TrackedSignal::Given(signal) => signal.inner.flag(),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> HasFlag for TrackedInner<T> {
+    fn flag(&self) -> &Flag {
+        TrackedInner::flag(self)
+    }
 }
 
 impl<T> Tracked<T> {
     /// Wraps `value` with a fresh signal.
     pub fn new(value: T) -> Self {
-        Self::with_signal(value, CloseSignal::new())
+        Tracked {
+            inner: Arc::new(TrackedInner {
+                value,
+                signal: TrackedSignal::Own(Flag::default()),
+            }),
+        }
     }
 
     /// Wraps `value` with `signal` (e.g. one that a reader task already holds).
     pub fn with_signal(value: T, signal: CloseSignal) -> Self {
         Tracked {
-            value: Arc::new(value),
-            signal,
+            inner: Arc::new(TrackedInner {
+                value,
+                signal: TrackedSignal::Given(signal),
+            }),
         }
     }
 
-    /// The signal: raise it when the connection dies.
-    pub fn signal(&self) -> &CloseSignal {
-        &self.signal
+    /// The signal: raise it (`signal().close()`) when the connection dies.
+    pub fn signal(&self) -> CloseSignal
+    where
+        T: Send + Sync + 'static,
+    {
+        match &self.inner.signal {
+            TrackedSignal::Own(_) => CloseSignal {
+                inner: self.inner.clone(),
+            },
+            TrackedSignal::Given(signal) => signal.clone(),
+        }
+    }
+
+    /// Whether the signal was raised (the same as `signal().is_closed()`, without a
+    /// reference count).
+    pub fn is_closed(&self) -> bool {
+        self.inner.flag().is_closed()
+    }
+
+    /// Whether `self` and `other` are clones of one `Tracked`.
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Tracked<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracked")
+            .field("value", &self.inner.value)
+            .field("closed", &self.is_closed())
+            .finish()
     }
 }
 
 impl<T> Clone for Tracked<T> {
     fn clone(&self) -> Self {
         Tracked {
-            value: self.value.clone(),
-            signal: self.signal.clone(),
+            inner: self.inner.clone(),
         }
     }
 }
@@ -194,19 +340,19 @@ impl<T> Clone for Tracked<T> {
 impl<T> Deref for Tracked<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &self.value
+        &self.inner.value
     }
 }
 
 impl<T: Send + Sync + 'static> Connection for Tracked<T> {
     fn close(&self) -> impl Future<Output = ()> + Send + 'static + use<T> {
-        self.signal.close();
+        self.inner.flag().close();
         std::future::ready(())
     }
     fn is_closed(&self) -> bool {
-        self.signal.is_closed()
+        Tracked::is_closed(self)
     }
     fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<T> {
-        self.signal.closed()
+        self.signal().closed()
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 
 use crate::catch::CatchUnwind;
-use crate::connection::{CloseSignal, Connection, Ending};
+use crate::connection::{Connection, Ending, Flag};
 use crate::runtime::{BoxFuture, Runtime};
 
 /// What a driving future may end with: nothing, or a `Result` whose error says why.
@@ -62,7 +62,8 @@ impl<E: StdError + Send + Sync + 'static> DriveOutput for Result<(), E> {
 /// whose death your code must see and report (a bare `TcpStream` your code reads).
 pub struct Driven<H>(Arc<Inner<H>>);
 
-/// One allocation per connection: the handle and the state of its driving future.
+/// One allocation per connection: the handle, the state of its driving future and its
+/// two flags.
 struct Inner<H> {
     handle: H,
     state: DriveState,
@@ -74,9 +75,9 @@ struct DriveState {
     /// The driving future, until the persistent connection starts it.
     pending: Mutex<Option<BoxFuture<Ending>>>,
     /// Raised by `close`: the running future is to be dropped.
-    stop: CloseSignal,
+    stop: Flag,
     /// Raised once the driving future is gone (ended, or dropped by `close`).
-    gone: CloseSignal,
+    gone: Flag,
     ending: Mutex<Option<Ending>>,
 }
 
@@ -104,8 +105,8 @@ impl<H> Driven<H> {
             dead: None,
             state: DriveState {
                 pending: Mutex::new(Some(driving)),
-                stop: CloseSignal::new(),
-                gone: CloseSignal::new(),
+                stop: Flag::default(),
+                gone: Flag::default(),
                 ending: Mutex::new(None),
             },
         }))
@@ -143,8 +144,12 @@ impl<H> Driven<H> {
     }
 
     /// Resolves once the driving future is gone (it ended, or `close` dropped it).
-    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<H> {
-        self.state().gone.closed()
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<H>
+    where
+        H: Send + Sync + 'static,
+    {
+        let inner = self.0.clone();
+        async move { inner.state.gone.wait().await }
     }
 
     /// Whether `a` and `b` are clones of the same connection.
@@ -220,7 +225,7 @@ impl<H: Send + Sync + 'static> Connection for Driven<H> {
             drop(never_started);
             self.state().end(Ending::Closed);
         }
-        self.state().gone.closed()
+        Driven::closed(self)
     }
 
     fn is_closed(&self) -> bool {
@@ -242,7 +247,7 @@ impl<H: Send + Sync + 'static> Connection for Driven<H> {
         Some(Box::pin(async move {
             let ending = {
                 let mut driving = CatchUnwind::call(|| driving);
-                let mut stop = pin!(inner.state.stop.closed());
+                let mut stop = pin!(inner.state.stop.wait());
                 std::future::poll_fn(|cx| {
                     if let Poll::Ready(result) = Pin::new(&mut driving).poll(cx) {
                         return Poll::Ready(result.unwrap_or_else(Ending::Panicked));

@@ -108,7 +108,7 @@ pub use health::HealthCheck;
 pub use persistent_connection::{AttemptId, Event, Exponential, Jitter, State};
 #[cfg(feature = "async-io")]
 pub use runtime::AsyncIoSpawn;
-pub use runtime::{BoxFuture, Runtime, Sleep, VirtualClock, VirtualRuntime};
+pub use runtime::{BoxFuture, BoxTimer, Runtime, Sleep, Timer, VirtualClock, VirtualRuntime};
 pub use stats::Stats;
 pub use streams::{Events, Lagged, StateChanges};
 

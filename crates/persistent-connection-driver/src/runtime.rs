@@ -10,6 +10,35 @@ use std::time::{Duration, Instant};
 /// A boxed, sendable future: what runtimes spawn and what callbacks return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+/// A sleep that can be moved to a new deadline: what [`Runtime::timer`] makes. The driver
+/// keeps one retry timer per persistent connection and moves it for each attempt, rather
+/// than allocating a new sleep every time.
+pub trait Timer: Future<Output = ()> + Send {
+    /// Completes `duration` from now instead of at its old deadline (also once it has
+    /// completed). Returns `false` if this timer cannot be moved: the driver then asks
+    /// [`Runtime::timer`] for a new one.
+    fn reset(self: Pin<&mut Self>, duration: Duration) -> bool;
+}
+
+/// A boxed [`Timer`].
+pub type BoxTimer = Pin<Box<dyn Timer>>;
+
+/// The default [`Runtime::timer`]: a sleep that cannot be moved.
+struct OneShot(BoxFuture<()>);
+
+impl Future for OneShot {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl Timer for OneShot {
+    fn reset(self: Pin<&mut Self>, _: Duration) -> bool {
+        false
+    }
+}
+
 /// What the driver needs from an async runtime: spawn a task, sleep for a while.
 ///
 /// The adapter crates implement it for Tokio, async-std and smol. It is public so tests can
@@ -19,6 +48,12 @@ pub trait Runtime: Send + Sync + 'static {
     fn spawn(&self, task: BoxFuture<()>);
     /// A future that completes once `duration` has passed.
     fn sleep(&self, duration: Duration) -> BoxFuture<()>;
+    /// A [`Timer`] that completes once `duration` has passed and can be moved. The
+    /// default wraps [`sleep`](Self::sleep) in one that cannot (so each move allocates a
+    /// new sleep); runtimes whose timers can be reset override it.
+    fn timer(&self, duration: Duration) -> BoxTimer {
+        Box::pin(OneShot(self.sleep(duration)))
+    }
     /// The current time, on the clock `sleep` waits on. Used only for statistics (since
     /// when the state holds, the connection's uptime); a virtual runtime gives its own.
     fn now(&self) -> Instant {
@@ -32,6 +67,9 @@ impl<R: Runtime + ?Sized> Runtime for Arc<R> {
     }
     fn sleep(&self, duration: Duration) -> BoxFuture<()> {
         (**self).sleep(duration)
+    }
+    fn timer(&self, duration: Duration) -> BoxTimer {
+        (**self).timer(duration)
     }
     fn now(&self) -> Instant {
         (**self).now()
@@ -57,6 +95,30 @@ impl<S: AsyncIoSpawn> Runtime for S {
             // delay.
             async_io::Timer::after(duration).await;
         })
+    }
+    fn timer(&self, duration: Duration) -> BoxTimer {
+        Box::pin(AsyncIoTimer(async_io::Timer::after(duration)))
+    }
+}
+
+/// `async-io`'s timer, which can be moved, as a [`Timer`].
+#[cfg(feature = "async-io")]
+struct AsyncIoTimer(async_io::Timer);
+
+#[cfg(feature = "async-io")]
+impl Future for AsyncIoTimer {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(drop)
+    }
+}
+
+#[cfg(feature = "async-io")]
+impl Timer for AsyncIoTimer {
+    fn reset(mut self: Pin<&mut Self>, duration: Duration) -> bool {
+        // A duration too long for `Instant` makes a timer that never fires (see `sleep`).
+        self.0.set_after(duration);
+        true
     }
 }
 
@@ -173,7 +235,7 @@ impl VirtualClock {
     /// deadline. This is the explicit signal tests use instead of "sleep a bit".
     pub async fn next_timer(&self) -> Duration {
         loop {
-            let listener = self.inner.timer_set.listen();
+            event_listener::listener!(self.inner.timer_set => listener);
             if let Some(deadline) = self.next_deadline() {
                 return deadline;
             }
@@ -234,6 +296,30 @@ impl Future for Sleep {
     }
 }
 
+/// A virtual sleep can be moved: the driver's retry timer on a [`VirtualRuntime`] is one
+/// `Sleep` for the connection's life.
+impl Timer for Sleep {
+    fn reset(mut self: Pin<&mut Self>, duration: Duration) -> bool {
+        let moved = {
+            let mut state = self.clock.lock();
+            state.timers.remove(&self.key);
+            let id = state.next_id;
+            state.next_id += 1;
+            let deadline = state.now.saturating_add(duration);
+            let waiting = deadline > state.now;
+            if waiting {
+                state.timers.insert((deadline, id), None);
+            }
+            ((deadline, id), waiting)
+        };
+        self.key = moved.0;
+        if moved.1 {
+            self.clock.inner.timer_set.notify(usize::MAX);
+        }
+        true
+    }
+}
+
 impl Drop for Sleep {
     fn drop(&mut self) {
         self.clock.lock().timers.remove(&self.key);
@@ -252,6 +338,9 @@ impl<R: Runtime> Runtime for VirtualRuntime<R> {
         self.spawner.spawn(task)
     }
     fn sleep(&self, duration: Duration) -> BoxFuture<()> {
+        Box::pin(self.clock.sleep(duration))
+    }
+    fn timer(&self, duration: Duration) -> BoxTimer {
         Box::pin(self.clock.sleep(duration))
     }
     fn now(&self) -> Instant {

@@ -59,8 +59,9 @@ pub(crate) struct Shared<A, C, E> {
     /// handle (whose type has no bounds) can close (R13).
     close: fn(&Self),
     inner: Mutex<Inner<A, C, E>>,
-    /// Notified on every change of state and when the task has finished.
-    changed: event_listener::Event,
+    /// Notified when the task has finished (`close_finished`). Only then: a notify
+    /// allocates the listener list, which nobody may need.
+    on_finish: event_listener::Event,
     events: Lazy<DriverEvent<A, C, E>>,
     states: Lazy<State>,
 }
@@ -137,7 +138,7 @@ where
                 last_failure: None,
                 last_ending: None,
             }),
-            changed: event_listener::Event::new(),
+            on_finish: event_listener::Event::new(),
             events,
             states: Lazy::new(STATE_BUFFER),
         })
@@ -212,7 +213,6 @@ where
             inner.state = state;
             inner.counters.state_since = self.runtime.now();
             self.states.send(&state);
-            self.changed.notify(usize::MAX);
         }
     }
 
@@ -263,7 +263,7 @@ where
         };
         self.events.close();
         self.states.close();
-        self.changed.notify(usize::MAX);
+        self.on_finish.notify(usize::MAX);
         current
     }
 
@@ -362,7 +362,7 @@ where
         let shared = self.clone();
         async move {
             loop {
-                let listener = shared.changed.listen();
+                event_listener::listener!(shared.on_finish => listener);
                 if shared.lock().finished {
                     return;
                 }

@@ -21,7 +21,7 @@ use crate::context::{AbortFn, AttemptContext};
 use crate::error::{AttemptError, Callback, DriverEvent, PanicReport};
 use crate::health::{Monitor, Verdict};
 use crate::hooks::Hooks;
-use crate::runtime::{BoxFuture, Runtime};
+use crate::runtime::{BoxFuture, BoxTimer, Runtime};
 use crate::shared::{DriverCommand, DriverInput, Next, Shared};
 
 /// How many steps the task takes in one poll before it yields to other tasks, so that a
@@ -48,7 +48,10 @@ where
     hooks: Hooks<A, C, E>,
     op: Option<Op<A, C, E>>,
     handler: Option<CatchUnwind<()>>,
-    timer: Option<(TimerId, BoxFuture<()>)>,
+    /// The retry timer out, if any, and its sleep, kept once fired to be moved for the
+    /// next attempt (no allocation per attempt where the runtime's timers can be moved).
+    timer: Option<TimerId>,
+    retry_sleep: Option<BoxTimer>,
     /// The current connection's `closed()`, with the attempt that made it.
     watch: Option<(AttemptId, C, CatchUnwind<()>)>,
     /// The current connection's health check, if one is configured (R17).
@@ -84,6 +87,7 @@ where
             op: None,
             handler: None,
             timer: None,
+            retry_sleep: None,
             watch: None,
             health: None,
             uptime: None,
@@ -184,7 +188,14 @@ where
                 self.feed(Input::RetryDelay(delay));
             }
             Command::StartTimer { timer, delay } => {
-                self.timer = Some((timer, self.runtime.sleep(delay)));
+                self.timer = Some(timer);
+                let moved = match &mut self.retry_sleep {
+                    Some(sleep) => sleep.as_mut().reset(delay),
+                    None => false,
+                };
+                if !moved {
+                    self.retry_sleep = Some(self.runtime.timer(delay));
+                }
             }
             Command::StartUptimeTimer { attempt, delay } => {
                 self.uptime = Some((attempt, self.runtime.sleep(delay)));
@@ -223,6 +234,7 @@ where
             Command::Finished => {
                 self.machine_finished = true;
                 self.timer = None;
+                self.retry_sleep = None;
                 self.op = None;
             }
         }
@@ -335,9 +347,8 @@ where
                 moved = true;
             }
         }
-        if let Some((timer, sleep)) = &mut self.timer {
+        if let (Some(timer), Some(sleep)) = (self.timer, &mut self.retry_sleep) {
             if sleep.as_mut().poll(cx).is_ready() {
-                let timer = *timer;
                 self.timer = None;
                 self.feed(Input::TimerFired(timer));
                 moved = true;

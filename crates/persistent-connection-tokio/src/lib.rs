@@ -53,6 +53,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+use std::pin::Pin;
 use std::time::Duration;
 
 pub use persistent_connection_driver::*;
@@ -95,8 +96,42 @@ impl Runtime for Tokio {
         Box::pin(tokio::time::sleep(duration))
     }
 
+    /// `tokio::time::Sleep`, which can be moved: the retry timer allocates once.
+    fn timer(&self, duration: Duration) -> BoxTimer {
+        Box::pin(TokioTimer {
+            sleep: tokio::time::sleep(duration),
+        })
+    }
+
     /// Tokio's clock, so that statistics follow paused test time too.
     fn now(&self) -> std::time::Instant {
         tokio::time::Instant::now().into_std()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A Tokio sleep as a [`Timer`] (the driver's trait; Tokio's type).
+    struct TokioTimer {
+        #[pin]
+        sleep: tokio::time::Sleep,
+    }
+}
+
+impl std::future::Future for TokioTimer {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.project().sleep.poll(cx)
+    }
+}
+
+impl Timer for TokioTimer {
+    fn reset(self: Pin<&mut Self>, duration: Duration) -> bool {
+        let now = tokio::time::Instant::now();
+        // As `tokio::time::sleep` does: a delay past what `Instant` holds is ~30 years.
+        let deadline = now
+            .checked_add(duration)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+        self.project().sleep.reset(deadline);
+        true
     }
 }

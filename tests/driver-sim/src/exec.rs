@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use persistent_connection_driver::{BoxFuture, Runtime, VirtualClock};
+use persistent_connection_driver::{BoxFuture, BoxTimer, Runtime, VirtualClock};
 
 /// What a task is, for the trace and the checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +192,11 @@ impl Runtime for SimRuntime {
         self.exec.spawn_from_runtime(task);
     }
     fn sleep(&self, duration: Duration) -> BoxFuture<()> {
+        Box::pin(self.clock.sleep(duration))
+    }
+    /// Virtual sleeps can be moved: the driver's retry timer is reset, not remade, as on
+    /// the real runtimes.
+    fn timer(&self, duration: Duration) -> BoxTimer {
         Box::pin(self.clock.sleep(duration))
     }
     fn now(&self) -> Instant {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use persistent_connection_tokio::{Connection, Jitter, Tracked, builder};
+use persistent_connection_tokio::{Jitter, Tracked, builder};
 use server::{Mode, Server};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};

@@ -1,0 +1,176 @@
+//! Public methods whose result users read (found by `scripts/mutants.sh --driver`: each test
+//! here fails when its method returns a constant): `AttemptContext` (R12's context, R7's
+//! count of failures), `Driven` as a `Connection` (R1), and the `Debug` output of the
+//! builder, the context and `Driven`. Tokio time is paused, so every wait below is bounded
+//! by a virtual timeout that fails with what it awaited.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use persistent_connection_tokio::{
+    AttemptId, Backoff, CloseSignal, Connection, Driven, Jitter, Tokio, builder,
+};
+
+/// `future`, or a failure naming `what` after a minute of (paused, so virtual) time.
+async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), future)
+        .await
+        .unwrap_or_else(|_| panic!("waited 60 s (virtual) for {what}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempt_context_counts_failures_since_the_last_success() {
+    // Each attempt's (id, consecutive failures); the first two dials of each cycle fail.
+    let seen: Arc<Mutex<Vec<(AttemptId, u32)>>> = Arc::default();
+    let made: Arc<Mutex<Vec<CloseSignal>>> = Arc::default();
+    let pc = {
+        let seen = seen.clone();
+        let made = made.clone();
+        builder(
+            "ctx",
+            || async { Ok::<_, String>("addr") },
+            move |_addr, ctx| {
+                let seen = seen.clone();
+                let made = made.clone();
+                async move {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push((ctx.attempt(), ctx.consecutive_failures()));
+                    if ctx.consecutive_failures() < 2 {
+                        return Err(format!("refused ({ctx:?})"));
+                    }
+                    let conn = CloseSignal::new();
+                    made.lock().unwrap().push(conn.clone());
+                    Ok(conn)
+                }
+            },
+        )
+        .retry_policy(Backoff::Constant(Duration::from_millis(10)))
+        .jitter(Jitter::Off)
+        .spawn()
+    };
+    let first = within("the first connection", pc.connected()).await;
+    // Closed, so `connected()` waits for the next one (R8).
+    first.close();
+    let second = within("the second connection", pc.connected()).await;
+    assert!(!second.is_closed());
+    let seen = seen.lock().unwrap().clone();
+    let counts: Vec<u32> = seen.iter().map(|(_, n)| *n).collect();
+    assert_eq!(
+        counts,
+        [0, 1, 2, 0, 1, 2],
+        "consecutive failures per attempt, reset by the success"
+    );
+    let ids: Vec<AttemptId> = seen.iter().map(|(id, _)| *id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, ids, "every attempt has its own, increasing id");
+    let failure = pc.stats().last_failure.expect("two failures were recorded");
+    assert!(
+        failure.contains("consecutive_failures: 1"),
+        "the context's Debug names its count: {failure}"
+    );
+    pc.close().await;
+}
+
+#[test]
+fn driven_is_a_connection_that_closes() {
+    let conn = Driven::new("handle", std::future::pending::<()>());
+    assert!(!Connection::is_closed(&conn), "a new Driven is open");
+    assert_eq!(
+        format!("{conn:?}"),
+        "Driven { closed: false, ending: None, .. }"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+    runtime.block_on(async {
+        conn.start(&Tokio::current());
+        within("Driven::close", Connection::close(&conn)).await;
+    });
+    assert!(Connection::is_closed(&conn), "closed after close");
+    assert!(conn.is_closed());
+    assert_eq!(
+        format!("{conn:?}"),
+        "Driven { closed: true, ending: Some(Closed), .. }"
+    );
+}
+
+#[tokio::test]
+async fn builder_debug_names_the_server_and_settings() {
+    let b = builder(
+        "debugged",
+        || async { Ok::<_, String>(()) },
+        |_addr: (), _ctx| async { Ok::<_, String>(CloseSignal::new()) },
+    )
+    .seed(42)
+    .retry_policy(Backoff::Constant(Duration::from_millis(7)));
+    let text = format!("{b:?}");
+    assert!(text.starts_with("Builder {"), "{text}");
+    assert!(text.contains("server_name: \"debugged\""), "{text}");
+    assert!(text.contains("seed: Some(42)"), "{text}");
+    assert!(text.contains("7ms"), "the retry policy: {text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn tokio_timers_move_to_their_new_deadline() {
+    use persistent_connection_tokio::Runtime;
+    let start = tokio::time::Instant::now();
+    let mut timer = Tokio::current().timer(Duration::from_secs(10));
+    assert!(
+        timer.as_mut().reset(Duration::from_secs(2)),
+        "Tokio sleeps move"
+    );
+    within("the moved timer", timer.as_mut()).await;
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(2),
+        "fired at the new deadline"
+    );
+    // Once fired, it can be moved again, also past what `Instant` holds.
+    assert!(timer.as_mut().reset(Duration::from_secs(3)));
+    within("the timer moved again", timer.as_mut()).await;
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+    assert!(timer.as_mut().reset(Duration::MAX));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3600), timer.as_mut())
+            .await
+            .is_err(),
+        "a timer moved to Duration::MAX does not fire"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn handles_name_their_server_and_say_whether_they_are_alive() {
+    let pc = builder(
+        "shard-7",
+        || async { Ok::<_, String>(()) },
+        |_addr: (), _ctx| async { Ok::<_, String>(CloseSignal::new()) },
+    )
+    .spawn();
+    assert_eq!(pc.server_name(), "shard-7");
+    let conn = within("a connection", pc.connected()).await;
+    assert_eq!(
+        format!("{pc:?}"),
+        r#"PersistentConnection { server_name: "shard-7", state: Connected }"#
+    );
+    let weak = pc.downgrade();
+    assert_eq!(
+        format!("{:?}", weak.clone()),
+        "WeakPersistentConnection { alive: true }"
+    );
+    drop(pc);
+    assert_eq!(
+        format!("{weak:?}"),
+        "WeakPersistentConnection { alive: false }"
+    );
+    assert!(weak.upgrade().is_none());
+    within(
+        "the connection's close after the last handle",
+        conn.closed(),
+    )
+    .await;
+}
