@@ -24,7 +24,8 @@
 #                  and has its own target directory, so keep it at most the number of cores).
 #   --timeout S    Seconds a mutant's build or test run may take before it counts as a
 #                  timeout (default: 4 x the unmutated test run the script times first, at
-#                  least 60). A hang therefore counts as "timeout" and never stalls the run.
+#                  least 90: the scenario suite's own hang guards fire within 30 s and must
+#                  fail the run before this does). A hang therefore counts as "timeout" and never stalls the run.
 #   --shard K/N    Test only the K-th of N shards of the mutants (0-based), to sample a
 #                  large file such as machine.rs, or to split the run across machines.
 #   --out DIR      Where cargo-mutants writes its mutants.out directory
@@ -133,7 +134,7 @@ cargo test "${pkg_args[@]}" >/dev/null 2>&1 || {
 base=$(( $(date +%s) - b0 ))
 if [ -z "$timeout" ]; then
     timeout=$(( base * 4 ))
-    [ "$timeout" -lt 60 ] && timeout=60
+    [ "$timeout" -lt 90 ] && timeout=90
 fi
 echo "mutants.sh: baseline tests took ${base}s; timeout per mutant ${timeout}s" >&2
 

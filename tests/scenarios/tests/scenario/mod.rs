@@ -139,21 +139,85 @@ impl EventLog {
     }
 }
 
+/// How long one wait may take, in real time, before it counts as a hang.
+const WAIT_LIMIT: Duration = Duration::from_secs(20);
+/// How long a whole scenario may take before it counts as a hang.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(25);
+/// How long before the watchdog ends the test binary: a scenario that spins without ever
+/// awaiting cannot be stopped by a timer it never lets run.
+const WATCHDOG_LIMIT: Duration = Duration::from_secs(30);
+
+/// Set by the first wait that hung: later waits of this test binary fail at once, so a
+/// defect that hangs every scenario fails the binary in one limit, not one per scenario.
+static HUNG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Awaits `future`, failing with a message naming `what` if it takes more than 20 s of
 /// real time: a hang becomes a failure that says what it waited for.
 pub async fn bounded<T: TestRuntime, F: Future>(future: F, what: &str) -> F::Output {
+    bounded_for::<T, F>(future, what, WAIT_LIMIT).await
+}
+
+async fn bounded_for<T: TestRuntime, F: Future>(
+    future: F,
+    what: &str,
+    limit: Duration,
+) -> F::Output {
     let mut future = std::pin::pin!(future);
-    let mut limit = T::runtime().sleep(Duration::from_secs(20));
+    let mut timer = T::runtime().sleep(limit);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(out) = future.as_mut().poll(cx) {
             return Poll::Ready(out);
         }
-        if limit.as_mut().poll(cx).is_ready() {
-            panic!("waited 20 s for {what}");
+        if HUNG.load(Ordering::SeqCst) {
+            panic!("not waiting for {what}: an earlier wait of this test binary hung");
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            HUNG.store(true, Ordering::SeqCst);
+            panic!("waited {limit:?} for {what}");
         }
         Poll::Pending
     })
     .await
+}
+
+/// Runs one scenario on `T`, bounded: every await of it together within 25 s (then it
+/// fails naming the scenario), and a watchdog that ends the test binary after 30 s for a
+/// scenario that spins without awaiting. Neither fires unless something hangs.
+pub fn run<T: TestRuntime, F: Future<Output = ()>>(name: &str, scenario: F) {
+    use std::sync::Condvar;
+    let done = Arc::new((Mutex::new(false), Condvar::new()));
+    /// Stops the watchdog however the scenario ends (also by a panic).
+    struct Done(Arc<(Mutex<bool>, Condvar)>);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            *self.0.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            self.0.1.notify_all();
+        }
+    }
+    let _done = Done(done.clone());
+    let watched = name.to_string();
+    std::thread::spawn(move || {
+        let (lock, finished) = &*done;
+        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = finished
+            .wait_timeout_while(guard, WATCHDOG_LIMIT, |done| !*done)
+            .unwrap_or_else(|e| e.into_inner());
+        if !*guard {
+            use std::io::Write;
+            // Straight to stderr: the test harness's capture would be lost with the process.
+            let _ = writeln!(
+                std::io::stderr(),
+                "scenario {watched} did not finish within {WATCHDOG_LIMIT:?} and never \
+                 yielded to its timers (a loop that spins?): ending the test binary"
+            );
+            std::process::exit(101);
+        }
+    });
+    T::block_on(bounded_for::<T, F>(
+        scenario,
+        &format!("the scenario {name} to finish"),
+        SCENARIO_LIMIT,
+    ));
 }
 
 /// The next item of a channel (`None` once every sender is gone).
@@ -1001,7 +1065,8 @@ macro_rules! suite {
         $(
             #[test]
             fn $name() {
-                <$rt as $crate::scenario::TestRuntime>::block_on(
+                $crate::scenario::run::<$rt, _>(
+                    stringify!($name),
                     $crate::scenario::operators::$name::<$rt>(),
                 );
             }
@@ -1011,7 +1076,8 @@ macro_rules! suite {
         $(
             #[test]
             fn $name() {
-                <$rt as $crate::scenario::TestRuntime>::block_on(
+                $crate::scenario::run::<$rt, _>(
+                    stringify!($name),
                     $crate::scenario::$name::<$rt>(),
                 );
             }
