@@ -11,7 +11,7 @@ use crate::connection::Connection;
 use crate::context::AttemptContext;
 use crate::error::{DriverEvent, PanicReport};
 use crate::health::HealthCheck;
-use crate::hooks::Hooks;
+use crate::hooks::{AttemptSlot, Hooks};
 use crate::runtime::Runtime;
 use crate::shared::EVENT_BUFFER;
 use crate::streams::{Events, Lazy};
@@ -79,8 +79,7 @@ where
             seed: None,
             events: Lazy::new(EVENT_BUFFER),
             hooks: Hooks {
-                get_address: Box::new(move || Box::pin(get_address())),
-                connect: Box::new(move |address, ctx| Box::pin(connect(address, ctx))),
+                attempts: Box::new(AttemptSlot::new(get_address, connect)),
                 on_event: None,
                 retry_delay: None,
                 panic_hook: None,

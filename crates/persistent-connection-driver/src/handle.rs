@@ -84,8 +84,7 @@ where
     pub fn connected_or_closed(
         &self,
     ) -> impl Future<Output = Result<C, Stopped<E>>> + Send + 'static + use<A, C, E> {
-        let wait = self.shared().wait_connected();
-        wait.get(|| Err(Stopped::Closed))
+        self.0.shared.wait_connected()
     }
 
     /// `Ok(current)` at once when connected and the connection is not closed;
@@ -95,8 +94,7 @@ where
     pub fn connected_or_failed_to_connect(
         &self,
     ) -> impl Future<Output = Result<C, ConnectError<E>>> + Send + 'static + use<A, C, E> {
-        let wait = self.shared().wait_outcome();
-        wait.get(|| Err(ConnectError::Stopped(Stopped::Closed)))
+        self.0.shared.wait_outcome()
     }
 
     /// The current connection, if any, without waiting (R10). It may have closed a moment

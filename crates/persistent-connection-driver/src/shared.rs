@@ -9,8 +9,9 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 
 use persistent_connection::{Command, Input, Machine, State, StopKind};
 
@@ -20,7 +21,7 @@ use crate::error::{AttemptError, ConnectError, DriverEvent, Stopped};
 use crate::runtime::Runtime;
 use crate::stats::{Counters, Stats};
 use crate::streams::{Events, Lazy, StateChanges};
-use crate::waiters::{Wait, Waiters};
+use crate::waiters::{Answer, Waiters};
 
 /// How many events a subscriber may fall behind before it is told it lagged. A cycle
 /// reports a handful of events, so this is several cycles of slack; it is allocated per
@@ -333,22 +334,32 @@ where
 
     /// `connected_or_closed`: registers now, so nothing between this call and the first
     /// poll is missed.
-    pub(crate) fn wait_connected(&self) -> Wait<Result<C, Stopped<E>>> {
+    pub(crate) fn wait_connected(self: &Arc<Self>) -> Wait<A, C, E, Result<C, Stopped<E>>> {
         let mut inner = self.lock();
         if let Some(answer) = Self::ready(&inner) {
-            return Wait::Now(answer);
+            return Wait::Now(Some(answer));
         }
-        inner.waiters.wait_connected()
+        Wait::Later {
+            key: inner.waiters.register(false),
+            shared: self.clone(),
+            take: Answer::connected,
+            gone: || Err(Stopped::Closed),
+        }
     }
 
     /// `connected_or_failed_to_connect`: as [`wait_connected`](Self::wait_connected), but a
     /// failed attempt answers too.
-    pub(crate) fn wait_outcome(&self) -> Wait<Result<C, ConnectError<E>>> {
+    pub(crate) fn wait_outcome(self: &Arc<Self>) -> Wait<A, C, E, Result<C, ConnectError<E>>> {
         let mut inner = self.lock();
         if let Some(answer) = Self::ready(&inner) {
-            return Wait::Now(answer.map_err(ConnectError::Stopped));
+            return Wait::Now(Some(answer.map_err(ConnectError::Stopped)));
         }
-        inner.waiters.wait_outcome()
+        Wait::Later {
+            key: inner.waiters.register(true),
+            shared: self.clone(),
+            take: Answer::any_outcome,
+            gone: || Err(ConnectError::Stopped(Stopped::Closed)),
+        }
     }
 
     /// Resolves once the task has finished.
@@ -458,5 +469,72 @@ where
                 shared.request_stop(StopRequest::Abort(reason));
             }
         })
+    }
+}
+
+/// A waiting `connected*` call: its answer now, or its slot among the waiters, which it
+/// frees when it takes the answer or is dropped (cancel-safe: an answer it never took is
+/// dropped with it, outside the lock).
+pub(crate) enum Wait<A, C, E, T> {
+    Now(Option<T>),
+    Later {
+        shared: Arc<Shared<A, C, E>>,
+        key: usize,
+        /// Its answer from what the waiters were told.
+        take: fn(Answer<C, E>) -> Option<T>,
+        /// Its answer if its slot is gone (cannot happen: only this frees it).
+        gone: fn() -> T,
+    },
+    Done,
+}
+
+/// Nothing in it is pinned: the answer is moved out.
+impl<A, C, E, T> Unpin for Wait<A, C, E, T> {}
+
+impl<A, C, E, T> Future for Wait<A, C, E, T>
+where
+    C: Clone,
+{
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let this = self.get_mut();
+        let answer = match this {
+            Wait::Now(answer) => answer.take(),
+            Wait::Later {
+                shared,
+                key,
+                take,
+                gone,
+            } => {
+                let polled = shared.lock().waiters.poll(*key, cx.waker());
+                match polled {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(answer) => Some(answer.and_then(*take).unwrap_or_else(*gone)),
+                }
+            }
+            Wait::Done => None,
+        };
+        *this = Wait::Done;
+        match answer {
+            Some(answer) => Poll::Ready(answer),
+            // Polled after it finished: it has nothing more to give.
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<A, C, E, T> Drop for Wait<A, C, E, T> {
+    fn drop(&mut self) {
+        if let Wait::Later { shared, key, .. } = self {
+            let slot = shared
+                .inner
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .waiters
+                .remove(*key);
+            // Dropped here, outside the lock: it may hold a connection.
+            drop(slot);
+        }
     }
 }

@@ -20,7 +20,7 @@ use crate::connection::{Connection, Ending};
 use crate::context::{AbortFn, AttemptContext};
 use crate::error::{AttemptError, Callback, DriverEvent, PanicReport};
 use crate::health::{Monitor, Verdict};
-use crate::hooks::Hooks;
+use crate::hooks::{Hooks, Outcome};
 use crate::runtime::{BoxFuture, BoxTimer, Runtime};
 use crate::shared::{DriverCommand, DriverInput, Next, Shared};
 
@@ -31,10 +31,12 @@ const BUDGET: usize = 128;
 /// The delay used when a retry-delay closure panics: the seed's default.
 const FALLBACK_DELAY: Duration = Duration::from_secs(10);
 
-/// A fetch or a dial in flight, with the attempt that started it.
-enum Op<A, C, E> {
-    Fetch(AttemptId, CatchUnwind<Result<A, E>>),
-    Dial(AttemptId, CatchUnwind<Result<C, E>>),
+/// The fetch or dial in flight (its future is in `Hooks::attempts`): the attempt that
+/// started it, and whether it is a dial, or the panic of the call that was to start it.
+struct Op {
+    attempt: AttemptId,
+    dial: bool,
+    panicked: Option<Arc<str>>,
 }
 
 pub(crate) struct Task<A, C, E>
@@ -46,7 +48,7 @@ where
     shared: Arc<Shared<A, C, E>>,
     runtime: Arc<dyn Runtime>,
     hooks: Hooks<A, C, E>,
-    op: Option<Op<A, C, E>>,
+    op: Option<Op>,
     handler: Option<CatchUnwind<()>>,
     /// The retry timer out, if any, and its sleep, kept once fired to be moved for the
     /// next attempt (no allocation per attempt where the runtime's timers can be moved).
@@ -202,8 +204,11 @@ where
             }
             Command::FetchAddress { attempt } => {
                 self.shared.note_attempt();
-                let future = CatchUnwind::call(|| (self.hooks.get_address)());
-                self.op = Some(Op::Fetch(attempt, future));
+                self.op = Some(Op {
+                    attempt,
+                    dial: false,
+                    panicked: self.hooks.attempts.fetch().err(),
+                });
             }
             Command::Dial {
                 attempt,
@@ -211,15 +216,17 @@ where
                 consecutive_failures,
             } => {
                 let ctx = AttemptContext::new(attempt, consecutive_failures, self.abort.clone());
-                let future = CatchUnwind::call(|| (self.hooks.connect)(address, ctx));
-                self.op = Some(Op::Dial(attempt, future));
+                self.op = Some(Op {
+                    attempt,
+                    dial: true,
+                    panicked: self.hooks.attempts.dial(address, ctx).err(),
+                });
             }
             Command::CancelAttempt { attempt } => {
-                if let Some(Op::Fetch(id, _) | Op::Dial(id, _)) = &self.op {
-                    if *id == attempt {
-                        // Dropping the future cancels it: close() never waits on a hung dial.
-                        self.op = None;
-                    }
+                if self.op.as_ref().is_some_and(|op| op.attempt == attempt) {
+                    // Dropping the future cancels it: close() never waits on a hung dial.
+                    self.op = None;
+                    self.hooks.attempts.cancel();
                 }
             }
             Command::CloseConnection {
@@ -236,41 +243,44 @@ where
                 self.timer = None;
                 self.retry_sleep = None;
                 self.op = None;
+                self.hooks.attempts.cancel();
             }
         }
     }
 
     /// Polls the attempt in flight; feeds its result when it is done.
     fn poll_op(&mut self, cx: &mut Context<'_>) -> bool {
-        let input = match &mut self.op {
-            Some(Op::Fetch(attempt, future)) => match Pin::new(future).poll(cx) {
-                Poll::Ready(result) => Input::AddressObtained {
-                    attempt: *attempt,
-                    result: user_result(result, Callback::GetAddress, AttemptError::Address),
-                },
+        let Some(op) = &mut self.op else {
+            return false;
+        };
+        let attempt = op.attempt;
+        let outcome = match (op.panicked.take(), op.dial) {
+            (Some(message), false) => Outcome::Address(Err(message)),
+            (Some(message), true) => Outcome::Dialed(Err(message)),
+            (None, _) => match self.hooks.attempts.poll(cx) {
+                Poll::Ready(outcome) => outcome,
                 Poll::Pending => return false,
             },
-            Some(Op::Dial(attempt, future)) => match Pin::new(future).poll(cx) {
-                Poll::Ready(result) => {
-                    let result = user_result(result, Callback::Connect, AttemptError::Connect);
-                    if let Ok(conn) = &result {
-                        // A connection's own I/O runs from the moment it is handed over,
-                        // even if it comes too late and is closed at once.
-                        if let Some(driving) = catch_unwind(AssertUnwindSafe(|| conn.take_driver()))
-                            .ok()
-                            .flatten()
-                        {
-                            self.runtime.spawn(driving);
-                        }
-                    }
-                    Input::Dialed {
-                        attempt: *attempt,
-                        result,
+        };
+        let input = match outcome {
+            Outcome::Address(result) => Input::AddressObtained {
+                attempt,
+                result: user_result(result, Callback::GetAddress, AttemptError::Address),
+            },
+            Outcome::Dialed(result) => {
+                let result = user_result(result, Callback::Connect, AttemptError::Connect);
+                if let Ok(conn) = &result {
+                    // A connection's own I/O runs from the moment it is handed over,
+                    // even if it comes too late and is closed at once.
+                    if let Some(driving) = catch_unwind(AssertUnwindSafe(|| conn.take_driver()))
+                        .ok()
+                        .flatten()
+                    {
+                        self.runtime.spawn(driving);
                     }
                 }
-                Poll::Pending => return false,
-            },
-            None => return false,
+                Input::Dialed { attempt, result }
+            }
         };
         self.op = None;
         self.feed(input);

@@ -1,109 +1,252 @@
 //! The callers of `connected*` waiting for an outcome, and who gets what (R3, R8, R9).
 //! Kept inside the shared state, under its lock.
+//!
+//! Each waiting call has a slot here: its waker, and its answer once given. The answer
+//! waits in the slot until the call's future takes it, and a future that is dropped takes
+//! its slot with it, so a waiting call costs no allocation of its own (the slots' list
+//! keeps its allocation from one reconnection to the next) and nothing is lost.
 
-use futures_channel::oneshot;
+use std::task::{Poll, Waker};
+
+use slab::Slab;
 
 use crate::error::{AttemptError, ConnectError, Stopped};
 
-/// A caller of `connected*` waiting for the next outcome.
-enum Waiter<C, E> {
-    /// `connected` / `connected_or_closed`: a connection, or the stop.
-    Connected(oneshot::Sender<Result<C, Stopped<E>>>),
-    /// `connected_or_failed_to_connect`: the next outcome, whatever it is.
-    AnyOutcome(oneshot::Sender<Result<C, ConnectError<E>>>),
+/// What a waiting call is told.
+pub(crate) enum Answer<C, E> {
+    /// An attempt made this connection.
+    Connected(C),
+    /// An attempt failed (only calls that wait for any outcome are told).
+    Failed(AttemptError<E>),
+    /// No connection will come.
+    Stopped(Stopped<E>),
 }
 
-impl<C, E> Waiter<C, E> {
-    fn is_canceled(&self) -> bool {
+impl<C, E> Answer<C, E> {
+    /// The answer of `connected_or_closed`; `None` for a failure, which it is never given.
+    pub(crate) fn connected(self) -> Option<Result<C, Stopped<E>>> {
         match self {
-            Waiter::Connected(tx) => tx.is_canceled(),
-            Waiter::AnyOutcome(tx) => tx.is_canceled(),
+            Answer::Connected(conn) => Some(Ok(conn)),
+            Answer::Stopped(reason) => Some(Err(reason)),
+            Answer::Failed(_) => None,
         }
+    }
+
+    /// The answer of `connected_or_failed_to_connect`.
+    pub(crate) fn any_outcome(self) -> Option<Result<C, ConnectError<E>>> {
+        Some(match self {
+            Answer::Connected(conn) => Ok(conn),
+            Answer::Failed(error) => Err(ConnectError::Attempt(error)),
+            Answer::Stopped(reason) => Err(ConnectError::Stopped(reason)),
+        })
     }
 }
 
-/// What a `connected*` call gets: its answer now, or a receiver for it.
-pub(crate) enum Wait<T> {
-    Now(T),
-    Later(oneshot::Receiver<T>),
+/// One waiting call.
+pub(crate) struct Slot<C, E> {
+    /// It wants failed attempts too (`connected_or_failed_to_connect`).
+    any_outcome: bool,
+    waker: Option<Waker>,
+    answer: Option<Answer<C, E>>,
 }
 
-impl<T> Wait<T> {
-    /// The answer; `gone` if the persistent connection went away without giving one.
-    pub(crate) async fn get(self, gone: impl FnOnce() -> T) -> T {
-        match self {
-            Wait::Now(answer) => answer,
-            Wait::Later(rx) => rx.await.unwrap_or_else(|_| gone()),
-        }
+/// The waiting calls. Allocates nothing until someone waits, then room for one.
+pub(crate) struct Waiters<C, E>(Slab<Slot<C, E>>);
+
+impl<C, E> Waiters<C, E> {
+    /// The call for `key` went away: its slot, with any answer it had not taken, for the
+    /// caller to drop outside the lock (the answer may hold a connection).
+    pub(crate) fn remove(&mut self, key: usize) -> Option<Slot<C, E>> {
+        self.0.try_remove(key)
     }
 }
-
-/// The waiting callers. Allocates nothing until someone waits.
-pub(crate) struct Waiters<C, E>(Vec<Waiter<C, E>>);
 
 impl<C: Clone, E> Waiters<C, E> {
     pub(crate) const fn new() -> Self {
-        Waiters(Vec::new())
+        Waiters(Slab::new())
     }
 
-    fn push(&mut self, waiter: Waiter<C, E>) {
-        // Forget waiters whose futures were dropped, so cancelled calls cost nothing; at
-        // each doubling, so the scan is amortised O(1) per call.
-        if self.0.len() >= 32 && self.0.len().is_power_of_two() {
-            self.0.retain(|w| !w.is_canceled());
+    /// A new waiting call (`any_outcome`: it wants failed attempts too); its key.
+    pub(crate) fn register(&mut self, any_outcome: bool) -> usize {
+        if self.0.capacity() == 0 {
+            // Most persistent connections have one waiter at a time.
+            self.0.reserve_exact(1);
         }
-        self.0.push(waiter);
+        self.0.insert(Slot {
+            any_outcome,
+            waker: None,
+            answer: None,
+        })
     }
 
-    /// A `connected`/`connected_or_closed` caller: answered by a connection or a stop.
-    pub(crate) fn wait_connected(&mut self) -> Wait<Result<C, Stopped<E>>> {
-        let (tx, rx) = oneshot::channel();
-        self.push(Waiter::Connected(tx));
-        Wait::Later(rx)
-    }
-
-    /// A `connected_or_failed_to_connect` caller: answered by the next outcome.
-    pub(crate) fn wait_outcome(&mut self) -> Wait<Result<C, ConnectError<E>>> {
-        let (tx, rx) = oneshot::channel();
-        self.push(Waiter::AnyOutcome(tx));
-        Wait::Later(rx)
-    }
-
-    /// An attempt made `conn`: every waiter gets it. The list keeps its allocation for
-    /// the next waiters (one allocation less per reconnection).
-    pub(crate) fn connected(&mut self, conn: &C) {
-        for waiter in self.0.drain(..) {
-            match waiter {
-                Waiter::Connected(tx) => drop(tx.send(Ok(conn.clone()))),
-                Waiter::AnyOutcome(tx) => drop(tx.send(Ok(conn.clone()))),
-            }
+    /// The answer for `key` once given (its slot is then freed); until then `waker` is
+    /// woken when it comes. `Ready(None)`: no such slot (cannot happen while its future
+    /// lives, which alone frees it).
+    pub(crate) fn poll(&mut self, key: usize, waker: &Waker) -> Poll<Option<Answer<C, E>>> {
+        let Some(slot) = self.0.get_mut(key) else {
+            return Poll::Ready(None);
+        };
+        if slot.answer.is_some() {
+            return Poll::Ready(self.0.remove(key).answer);
         }
+        match &mut slot.waker {
+            Some(known) if known.will_wake(waker) => {}
+            other => *other = Some(waker.clone()),
+        }
+        Poll::Pending
     }
 
-    /// An attempt failed: the waiters of `connected_or_failed_to_connect` get the error;
-    /// those of `connected` wait on.
-    pub(crate) fn failed(&mut self, error: &AttemptError<E>) {
-        // In place, so the list keeps its allocation; the order of waiters is immaterial.
-        let mut i = 0;
-        while i < self.0.len() {
-            match &self.0[i] {
-                Waiter::Connected(_) => i += 1,
-                Waiter::AnyOutcome(_) => {
-                    if let Waiter::AnyOutcome(tx) = self.0.swap_remove(i) {
-                        let _ = tx.send(Err(error.clone().into()));
-                    }
+    /// Gives `answer` to every call still waiting that wants it, and wakes it.
+    fn answer(&mut self, wants: impl Fn(&Slot<C, E>) -> bool, answer: impl Fn() -> Answer<C, E>) {
+        for (_, slot) in self.0.iter_mut() {
+            if slot.answer.is_none() && wants(slot) {
+                slot.answer = Some(answer());
+                if let Some(waker) = slot.waker.take() {
+                    waker.wake();
                 }
             }
         }
     }
 
-    /// No connection will come: every waiter gets `reason`.
+    /// An attempt made `conn`: every waiting call gets it.
+    pub(crate) fn connected(&mut self, conn: &C) {
+        self.answer(|_| true, || Answer::Connected(conn.clone()));
+    }
+
+    /// An attempt failed: the calls of `connected_or_failed_to_connect` get the error;
+    /// those of `connected` wait on.
+    pub(crate) fn failed(&mut self, error: &AttemptError<E>) {
+        self.answer(|slot| slot.any_outcome, || Answer::Failed(error.clone()));
+    }
+
+    /// No connection will come: every waiting call gets `reason`.
     pub(crate) fn stopped(&mut self, reason: &Stopped<E>) {
-        for waiter in self.0.drain(..) {
-            match waiter {
-                Waiter::Connected(tx) => drop(tx.send(Err(reason.clone()))),
-                Waiter::AnyOutcome(tx) => drop(tx.send(Err(reason.clone().into()))),
-            }
+        self.answer(|_| true, || Answer::Stopped(reason.clone()));
+    }
+
+    /// How many calls have a slot (waiting, or answered and not yet polled).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
+    fn woken(count: &Count) -> usize {
+        count.0.load(Ordering::SeqCst)
+    }
+
+    type W = Waiters<u32, String>;
+
+    #[test]
+    fn an_answer_waits_in_its_slot_until_taken() {
+        let mut waiters = W::new();
+        let (count, waker) = counting();
+        let key = waiters.register(false);
+        assert!(waiters.poll(key, &waker).is_pending());
+        waiters.connected(&7);
+        assert_eq!(woken(&count), 1, "the waiter is woken");
+        assert_eq!(waiters.len(), 1, "the answer waits in the slot");
+        match waiters.poll(key, &waker) {
+            Poll::Ready(Some(answer)) => assert_eq!(answer.connected().unwrap().unwrap(), 7),
+            _ => panic!("expected the connection"),
+        }
+        assert_eq!(waiters.len(), 0, "taking the answer frees the slot");
+        assert!(matches!(waiters.poll(key, &waker), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn failures_go_only_to_calls_that_want_them() {
+        let mut waiters = W::new();
+        let (connected_count, connected_waker) = counting();
+        let (any_count, any_waker) = counting();
+        let connected = waiters.register(false);
+        let any = waiters.register(true);
+        assert!(waiters.poll(connected, &connected_waker).is_pending());
+        assert!(waiters.poll(any, &any_waker).is_pending());
+        let error = AttemptError::Connect(Arc::new(String::from("refused")));
+        waiters.failed(&error);
+        assert_eq!(woken(&connected_count), 0, "connected() waits on");
+        assert_eq!(woken(&any_count), 1);
+        assert!(waiters.poll(connected, &connected_waker).is_pending());
+        match waiters.poll(any, &any_waker) {
+            Poll::Ready(Some(answer)) => match answer.any_outcome() {
+                Some(Err(ConnectError::Attempt(e))) => {
+                    assert_eq!(e.to_string(), "could not connect: refused")
+                }
+                _ => panic!("expected the failure"),
+            },
+            _ => panic!("expected an answer"),
+        }
+        waiters.stopped(&Stopped::Closed);
+        assert_eq!(woken(&connected_count), 1);
+        match waiters.poll(connected, &connected_waker) {
+            Poll::Ready(Some(answer)) => {
+                assert!(matches!(answer.connected(), Some(Err(Stopped::Closed))))
+            }
+            _ => panic!("expected the stop"),
+        }
+    }
+
+    #[test]
+    fn a_given_answer_is_not_replaced_and_the_latest_waker_is_woken() {
+        let mut waiters = W::new();
+        let (old_count, old_waker) = counting();
+        let (new_count, new_waker) = counting();
+        let key = waiters.register(true);
+        assert!(waiters.poll(key, &old_waker).is_pending());
+        assert!(waiters.poll(key, &new_waker).is_pending());
+        waiters.connected(&1);
+        waiters.stopped(&Stopped::Closed);
+        assert_eq!(woken(&old_count), 0, "a replaced waker is not woken");
+        assert_eq!(woken(&new_count), 1, "the latest is, once");
+        match waiters.poll(key, &new_waker) {
+            Poll::Ready(Some(answer)) => assert_eq!(answer.any_outcome().unwrap().unwrap(), 1),
+            _ => panic!("the first answer stays"),
+        }
+    }
+
+    #[test]
+    fn removed_calls_free_their_slots_and_keep_the_room() {
+        let mut waiters = W::new();
+        let keys: Vec<usize> = (0..1000).map(|i| waiters.register(i % 2 == 0)).collect();
+        for key in keys {
+            assert!(waiters.remove(key).is_some());
+        }
+        assert_eq!(waiters.len(), 0);
+        assert!(waiters.remove(0).is_none(), "a slot is removed once");
+        let key = waiters.register(false);
+        waiters.connected(&3);
+        let slot = waiters.remove(key).expect("the slot");
+        assert!(
+            matches!(slot.answer, Some(Answer::Connected(3))),
+            "an answer nobody took comes back with its slot"
+        );
+        assert_eq!(
+            Answer::<u32, String>::Failed(AttemptError::TimedOut(std::time::Duration::from_secs(
+                1
+            )))
+            .connected()
+            .map(|_| ()),
+            None
+        );
     }
 }

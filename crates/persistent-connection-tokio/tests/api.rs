@@ -1,8 +1,9 @@
-//! Public methods whose result users read (found by `scripts/mutants.sh --driver`: each test
-//! here fails when its method returns a constant): `AttemptContext` (R12's context, R7's
-//! count of failures), `Driven` as a `Connection` (R1), and the `Debug` output of the
-//! builder, the context and `Driven`. Tokio time is paused, so every wait below is bounded
-//! by a virtual timeout that fails with what it awaited.
+//! What users rely on that `scripts/mutants.sh --driver` found untested: `AttemptContext`
+//! (R12's context, R7's count of failures), `Driven` as a `Connection` (R1), Tokio's
+//! resettable timer (R7), waiters told of a stop before a slow close ends (R9), no probe
+//! of a closed connection (R17), and the `Debug` output of the builder, the handles, the
+//! context and `Driven`. Tokio time is paused, so every wait below is bounded by a virtual
+//! timeout that fails with what it awaited.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -173,4 +174,128 @@ async fn handles_name_their_server_and_say_whether_they_are_alive() {
         conn.closed(),
     )
     .await;
+}
+
+/// A connection whose `close` resolves only once the test releases it.
+#[derive(Clone, Debug, Default)]
+struct SlowClose {
+    closed: CloseSignal,
+    release: CloseSignal,
+}
+
+impl Connection for SlowClose {
+    fn close(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
+        self.closed.close();
+        self.release.closed()
+    }
+    fn is_closed(&self) -> bool {
+        self.closed.is_closed()
+    }
+    fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
+        self.closed.closed()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn r9_waiters_hear_of_the_stop_before_a_slow_close_ends() {
+    // The first dial succeeds; every later one hangs.
+    let first: Arc<Mutex<Option<SlowClose>>> = Arc::default();
+    let pc = {
+        let first = first.clone();
+        builder(
+            "slow",
+            || async { Ok::<_, String>(()) },
+            move |_addr: (), _ctx| {
+                let made = {
+                    let mut first = first.lock().unwrap();
+                    first
+                        .is_none()
+                        .then(|| first.insert(SlowClose::default()).clone())
+                };
+                async move {
+                    match made {
+                        Some(conn) => Ok::<_, String>(conn),
+                        None => std::future::pending().await,
+                    }
+                }
+            },
+        )
+        .retry_policy(Backoff::Constant(Duration::ZERO))
+        .spawn()
+    };
+    let conn = within("the first connection", pc.connected()).await;
+    // Closed by the driver (R18), whose close() hangs until released; the next dial hangs.
+    pc.reconnect_now();
+    within("the slow close to start", conn.closed.closed()).await;
+    let waiter = pc.connected_or_closed();
+    let closing = pc.clone();
+    let close = tokio::spawn(async move { closing.close().await });
+    let answer = within(
+        "the waiter's answer, with the first connection still closing",
+        waiter,
+    )
+    .await;
+    assert!(
+        matches!(answer, Err(persistent_connection_tokio::Stopped::Closed)),
+        "the waiter is told of the stop: {answer:?}"
+    );
+    assert!(!close.is_finished(), "close waits for the slow close");
+    conn.release.close();
+    within("close() once the slow close ended", close)
+        .await
+        .expect("the close task");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r17_no_probe_of_a_connection_that_has_closed() {
+    use persistent_connection_tokio::HealthCheck;
+    // Probes made, by connection number; the second dial hangs, so nothing is current
+    // after the first connection closes.
+    let probes: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let dials: Arc<Mutex<usize>> = Arc::default();
+    let pc = {
+        let dials = dials.clone();
+        let probes = probes.clone();
+        builder(
+            "probed",
+            || async { Ok::<_, String>(()) },
+            move |_addr: (), _ctx| {
+                let n = {
+                    let mut dials = dials.lock().unwrap();
+                    *dials += 1;
+                    *dials
+                };
+                async move {
+                    if n == 1 {
+                        Ok::<_, String>(CloseSignal::new())
+                    } else {
+                        std::future::pending().await
+                    }
+                }
+            },
+        )
+        .retry_policy(Backoff::Constant(Duration::ZERO))
+        .health_check(
+            HealthCheck::new(Duration::from_secs(1), Duration::from_secs(1), 3),
+            move |_conn: CloseSignal| {
+                probes.lock().unwrap().push(1);
+                async { Ok::<_, String>(()) }
+            },
+        )
+        .spawn()
+    };
+    let conn = within("the first connection", pc.connected()).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let while_connected = probes.lock().unwrap().len();
+    assert_eq!(while_connected, 2, "probes at 1 s and 2 s");
+    conn.close();
+    // Ten virtual seconds with no connection: the second dial hangs meanwhile.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(*dials.lock().unwrap(), 2, "the next attempt is dialling");
+    assert_eq!(
+        probes.lock().unwrap().len(),
+        while_connected,
+        "no probe after the connection closed"
+    );
+    pc.close().await;
 }
