@@ -6,11 +6,12 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::ops::Deref;
-use std::pin::{Pin, pin};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::pin;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::task::Poll;
 
-use crate::catch::CatchUnwind;
+use crate::catch::panic_message;
 use crate::connection::{Connection, Ending, Flag};
 use crate::runtime::{BoxFuture, Runtime};
 
@@ -63,17 +64,18 @@ impl<E: StdError + Send + Sync + 'static> DriveOutput for Result<(), E> {
 pub struct Driven<H>(Arc<Inner<H>>);
 
 /// One allocation per connection: the handle, the state of its driving future and its
-/// two flags.
+/// two flags (and one more for the driving future, with what runs around it).
 struct Inner<H> {
     handle: H,
     state: DriveState,
     /// The handle's own verdict, if it has one (see `closed_when`).
-    dead: Option<fn(&H) -> bool>,
+    dead: OnceLock<fn(&H) -> bool>,
 }
 
 struct DriveState {
-    /// The driving future, until the persistent connection starts it.
-    pending: Mutex<Option<BoxFuture<Ending>>>,
+    /// The driving future, until the persistent connection starts it: the user's future
+    /// inside what stops it on `close`, catches its panics and records how it ended.
+    pending: Mutex<Option<BoxFuture<()>>>,
     /// Raised by `close`: the running future is to be dropped.
     stop: Flag,
     /// Raised once the driving future is gone (ended, or dropped by `close`).
@@ -96,15 +98,15 @@ impl<H> Driven<H> {
     /// the connection's I/O and ends when it dies).
     pub fn new<F>(handle: H, driving: F) -> Self
     where
+        H: Send + Sync + 'static,
         F: Future + Send + 'static,
         F::Output: DriveOutput,
     {
-        let driving: BoxFuture<Ending> = Box::pin(async move { driving.await.into_ending() });
-        Driven(Arc::new(Inner {
+        Driven(Arc::new_cyclic(|inner: &Weak<Inner<H>>| Inner {
             handle,
-            dead: None,
+            dead: OnceLock::new(),
             state: DriveState {
-                pending: Mutex::new(Some(driving)),
+                pending: Mutex::new(Some(Box::pin(drive(inner.clone(), driving)))),
                 stop: Flag::default(),
                 gone: Flag::default(),
                 ending: Mutex::new(None),
@@ -115,7 +117,8 @@ impl<H> Driven<H> {
     /// Also counts the connection as closed when `dead` says so of the handle: for clients
     /// that know a moment before their driving future ends (hyper's
     /// `SendRequest::is_closed`), so that `connected()` never hands out a connection the
-    /// client already knows is dead.
+    /// client already knows is dead. Call it once, where the connection is made (a second
+    /// call changes nothing).
     ///
     /// ```
     /// # use persistent_connection_driver::Driven;
@@ -123,12 +126,8 @@ impl<H> Driven<H> {
     /// let conn = Driven::new(SendRequest, async {}).closed_when(SendRequest::is_closed);
     /// ```
     #[must_use]
-    pub fn closed_when(mut self, dead: fn(&H) -> bool) -> Self {
-        match Arc::get_mut(&mut self.0) {
-            Some(inner) => inner.dead = Some(dead),
-            // Already cloned: the clones would not agree, so build it first.
-            None => debug_assert!(false, "closed_when on a Driven that was cloned"),
-        }
+    pub fn closed_when(self, dead: fn(&H) -> bool) -> Self {
+        let _ = self.0.dead.set(dead);
         self
     }
 
@@ -140,7 +139,7 @@ impl<H> Driven<H> {
         let state = self.state();
         state.stop.is_closed()
             || state.gone.is_closed()
-            || self.0.dead.is_some_and(|dead| dead(&self.0.handle))
+            || self.0.dead.get().is_some_and(|dead| dead(&self.0.handle))
     }
 
     /// Resolves once the driving future is gone (it ended, or `close` dropped it).
@@ -237,31 +236,43 @@ impl<H: Send + Sync + 'static> Connection for Driven<H> {
     }
 
     fn take_driver(&self) -> Option<BoxFuture<()>> {
-        let driving = self
-            .state()
+        self.state()
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take()?;
-        let inner = self.0.clone();
-        Some(Box::pin(async move {
-            let ending = {
-                let mut driving = CatchUnwind::call(|| driving);
-                let mut stop = pin!(inner.state.stop.wait());
-                std::future::poll_fn(|cx| {
-                    if let Poll::Ready(result) = Pin::new(&mut driving).poll(cx) {
-                        return Poll::Ready(result.unwrap_or_else(Ending::Panicked));
-                    }
-                    stop.as_mut().poll(cx).map(|()| Ending::Closed)
-                })
-                .await
-                // The driving future, and so the transport, is dropped here.
-            };
-            inner.state.end(ending);
-        }))
+            .take()
     }
 
     fn ending(&self) -> Option<Ending> {
         Driven::ending(self)
     }
+}
+
+/// The driving future as the persistent connection runs it: `driving` until it ends (or
+/// panics, or `close` stops it: then it is dropped, and with it the transport), then the
+/// ending recorded and the connection marked gone. It holds its connection weakly until it
+/// first runs, so a connection dropped before that is simply freed.
+async fn drive<H, F>(inner: Weak<Inner<H>>, driving: F)
+where
+    F: Future,
+    F::Output: DriveOutput,
+{
+    let Some(inner) = inner.upgrade() else {
+        return;
+    };
+    let ending = {
+        let mut driving = pin!(driving);
+        let mut stop = pin!(inner.state.stop.wait());
+        std::future::poll_fn(|cx| {
+            match catch_unwind(AssertUnwindSafe(|| driving.as_mut().poll(cx))) {
+                Ok(Poll::Ready(output)) => return Poll::Ready(output.into_ending()),
+                Ok(Poll::Pending) => {}
+                Err(payload) => return Poll::Ready(Ending::Panicked(panic_message(payload))),
+            }
+            stop.as_mut().poll(cx).map(|()| Ending::Closed)
+        })
+        .await
+        // The driving future, and so the transport, is dropped here.
+    };
+    inner.state.end(ending);
 }

@@ -173,3 +173,35 @@ fn a_failure_prints_its_causes() {
         "the connection failed: db error: reset by peer"
     );
 }
+
+#[test]
+fn a_connection_dropped_before_it_started_frees_its_future() {
+    struct Dropped(CloseSignal);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.close();
+        }
+    }
+    let dropped = CloseSignal::new();
+    let guard = Dropped(dropped.clone());
+    let conn = Driven::new((), async move {
+        let _guard = guard;
+        std::future::pending::<()>().await
+    });
+    let driver = conn.take_driver().expect("the driving future, once");
+    assert!(conn.take_driver().is_none(), "it is handed over once");
+    drop(conn);
+    // Every clone is gone: the driving future ends at once, and drops the user's future.
+    block_on(driver);
+    assert!(dropped.is_closed(), "the user's future was dropped");
+}
+
+#[test]
+fn closed_when_holds_for_every_clone_and_is_set_once() {
+    let conn = Driven::new(5u32, std::future::pending::<()>());
+    let clone = conn.clone().closed_when(|n| *n == 5);
+    assert!(conn.is_closed(), "set through a clone, seen by all");
+    assert!(Connection::is_closed(&clone));
+    let conn = conn.closed_when(|_| false);
+    assert!(conn.is_closed(), "a second call changes nothing");
+}

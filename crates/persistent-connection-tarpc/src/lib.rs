@@ -164,6 +164,7 @@ pub async fn connect_tcp<A, C, Req, Resp>(
 ) -> io::Result<RpcConnection<C>>
 where
     A: ToSocketAddrs,
+    C: Send + Sync + 'static,
     Req: Serialize + Send + 'static,
     Resp: DeserializeOwned + Send + 'static,
 {
