@@ -13,8 +13,8 @@
 #                  Default (--driver mode): every file of crates/persistent-connection-driver/src
 #                  (the whole package; no --file is passed).
 #   --driver       Mutate the driver crate (crates/persistent-connection-driver/src) and test
-#                  each mutant with the tests of the driver, the Tokio adapter
-#                  (persistent-connection-tokio), the scenario suite
+#                  each mutant with the tests of the driver, the Tokio and smol adapters
+#                  (persistent-connection-tokio, -smol: the async-io timer), the scenario suite
 #                  (persistent-connection-scenarios) and the driver simulation
 #                  (persistent-connection-driver-sim).
 #                  Without it (core mode), the core (package persistent-connection) is mutated
@@ -108,6 +108,7 @@ else
     test_pkgs=(
         persistent-connection-driver
         persistent-connection-tokio
+        persistent-connection-smol
         persistent-connection-scenarios
         persistent-connection-driver-sim
     )

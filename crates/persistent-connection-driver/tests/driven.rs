@@ -72,14 +72,17 @@ fn the_end_of_the_driving_future_is_the_connections_death() {
     }
 }
 
+/// Raises its signal when dropped: tells a test that a driving future was dropped.
+struct Dropped(CloseSignal);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 #[test]
 fn close_drops_the_running_future_and_says_so() {
-    struct Dropped(CloseSignal);
-    impl Drop for Dropped {
-        fn drop(&mut self) {
-            self.0.close();
-        }
-    }
     let dropped = CloseSignal::new();
     let guard = Dropped(dropped.clone());
     let conn = Driven::new((), async move {
@@ -176,12 +179,6 @@ fn a_failure_prints_its_causes() {
 
 #[test]
 fn a_connection_dropped_before_it_started_frees_its_future() {
-    struct Dropped(CloseSignal);
-    impl Drop for Dropped {
-        fn drop(&mut self) {
-            self.0.close();
-        }
-    }
     let dropped = CloseSignal::new();
     let guard = Dropped(dropped.clone());
     let conn = Driven::new((), async move {
