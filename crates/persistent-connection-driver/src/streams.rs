@@ -136,3 +136,31 @@ impl<T: Clone> Lazy<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn next(stream: &mut StateChanges) -> Poll<Option<State>> {
+        Pin::new(stream).poll_next(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn a_change_already_shown_as_the_first_state_is_not_repeated() {
+        let (sender, receiver) = async_broadcast::broadcast(4);
+        // The change was queued, and is also the state read when subscribing.
+        sender.try_broadcast(State::Connected).expect("room");
+        let mut states = StateChanges::new(State::Connected, receiver);
+        assert_eq!(next(&mut states), Poll::Ready(Some(State::Connected)));
+        assert_eq!(next(&mut states), Poll::Pending, "not twice");
+        sender.try_broadcast(State::Disconnected).expect("room");
+        assert_eq!(next(&mut states), Poll::Ready(Some(State::Disconnected)));
+        drop(sender);
+        assert_eq!(
+            next(&mut states),
+            Poll::Ready(None),
+            "ends with the channel"
+        );
+    }
+}

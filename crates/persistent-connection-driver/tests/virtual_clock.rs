@@ -212,3 +212,20 @@ impl Runtime for NoSpawn {
         Box::pin(std::future::pending())
     }
 }
+
+#[test]
+fn timers_moved_to_the_same_deadline_stay_distinct() {
+    let clock = VirtualClock::new();
+    let mut a = clock.sleep(Duration::from_secs(1));
+    let mut b = clock.sleep(Duration::from_secs(2));
+    assert!(Pin::new(&mut a).reset(Duration::from_secs(3)));
+    assert!(Pin::new(&mut b).reset(Duration::from_secs(3)));
+    let c = clock.sleep(Duration::from_secs(3));
+    assert_eq!(clock.pending_timers(), 3, "three timers, one deadline");
+    drop(a);
+    drop(c);
+    assert_eq!(clock.pending_timers(), 1, "dropping two leaves the third");
+    assert!(!ready(Pin::new(&mut b)));
+    clock.advance(Duration::from_secs(3));
+    assert!(ready(Pin::new(&mut b)));
+}

@@ -299,3 +299,55 @@ async fn r17_no_probe_of_a_connection_that_has_closed() {
     );
     pc.close().await;
 }
+
+#[tokio::test]
+async fn r19_the_uptime_timer_goes_with_its_connection() {
+    use persistent_connection_tokio::VirtualClock;
+    let clock = VirtualClock::new();
+    let dials: Arc<Mutex<usize>> = Arc::default();
+    let second_dial = CloseSignal::new();
+    let pc = {
+        let dials = dials.clone();
+        let second_dial = second_dial.clone();
+        builder(
+            "uptime",
+            || async { Ok::<_, String>(()) },
+            move |_addr: (), _ctx| {
+                let n = {
+                    let mut dials = dials.lock().unwrap();
+                    *dials += 1;
+                    *dials
+                };
+                if n == 2 {
+                    second_dial.close();
+                }
+                async move {
+                    if n == 1 {
+                        Ok::<_, String>(CloseSignal::new())
+                    } else {
+                        std::future::pending().await
+                    }
+                }
+            },
+        )
+        .runtime(clock.runtime(Tokio::current()))
+        .retry_policy(Backoff::Constant(Duration::ZERO))
+        .min_uptime(Duration::from_secs(10))
+        .spawn()
+    };
+    let conn = within("the first connection", pc.connected()).await;
+    assert_eq!(
+        within("the uptime timer", clock.next_timer()).await,
+        Duration::from_secs(10),
+        "min_uptime's timer runs while connected"
+    );
+    conn.close();
+    // The next attempt dials (and hangs): the connection, and its timer, are gone.
+    within("the second dial", second_dial.closed()).await;
+    assert_eq!(
+        clock.pending_timers(),
+        0,
+        "no uptime timer for a connection that has closed"
+    );
+    pc.close().await;
+}
