@@ -351,3 +351,43 @@ async fn r19_the_uptime_timer_goes_with_its_connection() {
     );
     pc.close().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_waiter_keeps_no_connection() {
+    use persistent_connection_tokio::Tracked;
+    use std::sync::Weak;
+    let gate = CloseSignal::new();
+    let made: Arc<Mutex<Option<Weak<()>>>> = Arc::default();
+    let pc = {
+        let gate = gate.clone();
+        let made = made.clone();
+        builder(
+            "dropped-waiter",
+            || async { Ok::<_, String>(()) },
+            move |_addr: (), _ctx| {
+                let (gate, made) = (gate.clone(), made.clone());
+                async move {
+                    gate.closed().await;
+                    let marker = Arc::new(());
+                    *made.lock().unwrap() = Some(Arc::downgrade(&marker));
+                    Ok::<_, String>(Tracked::new(marker))
+                }
+            },
+        )
+        .spawn()
+    };
+    {
+        let mut waiting = Box::pin(pc.connected());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending(), "nothing yet");
+    } // dropped while waiting
+    gate.close();
+    let conn = within("the connection", pc.connected()).await;
+    within("close", pc.close()).await;
+    drop(conn);
+    let marker = made.lock().unwrap().clone().expect("a connection was made");
+    assert!(
+        marker.upgrade().is_none(),
+        "no clone of the connection is left behind for the dropped waiter"
+    );
+}
