@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ pub(crate) enum Outcome<A, C, E> {
 /// one allocation, made when the cycle starts and freed once it has connected, so a retry
 /// allocates nothing and an idle connection keeps no room for them. Panics in the user's
 /// code come back as `Err(message)`.
-pub(crate) trait Attempts<A, C, E>: Send {
+pub(crate) trait Attempts<A, C, E>: Send + Sync {
     /// Calls `get_address`; its future replaces any in flight.
     fn fetch(&mut self) -> Result<(), Arc<str>>;
     /// Calls `connect`; its future replaces any in flight.
@@ -64,7 +64,9 @@ pin_project_lite::pin_project! {
 pub(crate) struct AttemptSlot<G, GF, K, KF> {
     get_address: G,
     connect: K,
-    in_flight: Option<Pin<Box<InFlight<GF, KF>>>>,
+    /// In a `Mutex` only so that the builder stays `Sync` whatever the futures are: it is
+    /// reached through `&mut self` (`get_mut`), never locked.
+    in_flight: Mutex<Option<Pin<Box<InFlight<GF, KF>>>>>,
 }
 
 impl<G, GF, K, KF> AttemptSlot<G, GF, K, KF> {
@@ -72,14 +74,20 @@ impl<G, GF, K, KF> AttemptSlot<G, GF, K, KF> {
         AttemptSlot {
             get_address,
             connect,
-            in_flight: None,
+            in_flight: Mutex::new(None),
         }
+    }
+
+    fn in_flight(&mut self) -> &mut Option<Pin<Box<InFlight<GF, KF>>>> {
+        self.in_flight
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The room for the next future, emptied (made at the start of a cycle).
     fn room(&mut self) -> Pin<&mut InFlight<GF, KF>> {
         let room = self
-            .in_flight
+            .in_flight()
             .get_or_insert_with(|| Box::pin(InFlight::Idle));
         room.set(InFlight::Idle);
         room.as_mut()
@@ -88,9 +96,9 @@ impl<G, GF, K, KF> AttemptSlot<G, GF, K, KF> {
 
 impl<A, C, E, G, GF, K, KF> Attempts<A, C, E> for AttemptSlot<G, GF, K, KF>
 where
-    G: Fn() -> GF + Send,
+    G: Fn() -> GF + Send + Sync,
     GF: Future<Output = Result<A, E>> + Send,
-    K: Fn(A, AttemptContext<E>) -> KF + Send,
+    K: Fn(A, AttemptContext<E>) -> KF + Send + Sync,
     KF: Future<Output = Result<C, E>> + Send,
 {
     fn fetch(&mut self) -> Result<(), Arc<str>> {
@@ -111,7 +119,7 @@ where
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Outcome<A, C, E>> {
-        let Some(room) = &mut self.in_flight else {
+        let Some(room) = self.in_flight() else {
             return Poll::Pending;
         };
         let mut room = room.as_mut();
@@ -134,7 +142,7 @@ where
         };
         if matches!(outcome, Outcome::Dialed(Ok(Ok(_)))) {
             // Connected: the cycle is over; an idle connection keeps no room.
-            self.in_flight = None;
+            *self.in_flight() = None;
         } else {
             room.set(InFlight::Idle);
         }
@@ -142,7 +150,7 @@ where
     }
 
     fn cancel(&mut self) {
-        if let Some(room) = &mut self.in_flight {
+        if let Some(room) = self.in_flight() {
             room.set(InFlight::Idle);
         }
     }

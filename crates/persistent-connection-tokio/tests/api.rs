@@ -105,10 +105,19 @@ async fn builder_debug_names_the_server_and_settings() {
     let b = builder(
         "debugged",
         || async { Ok::<_, String>(()) },
-        |_addr: (), _ctx| async { Ok::<_, String>(CloseSignal::new()) },
+        |_addr: (), _ctx| async {
+            // Held across an await: this future is `Send` but not `Sync`.
+            let not_sync = std::cell::Cell::new(0u8);
+            tokio::task::yield_now().await;
+            not_sync.set(1);
+            Ok::<_, String>(CloseSignal::new())
+        },
     )
     .seed(42)
     .retry_policy(Backoff::Constant(Duration::from_millis(7)));
+    // A builder can be shared across threads, whatever its futures are.
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    send_sync(&b);
     let text = format!("{b:?}");
     assert!(text.starts_with("Builder {"), "{text}");
     assert!(text.contains("server_name: \"debugged\""), "{text}");
