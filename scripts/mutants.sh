@@ -40,6 +40,8 @@
 # At the end it prints the number of caught, missed, timed-out and unviable mutants and the
 # score, caught / (caught + missed + timeout); unviable mutants (those that do not build)
 # do not count. The missed mutants are listed from DIR/mutants.out/missed.txt.
+# Missed mutants that no test can tell apart (equivalent mutants) are listed, each with
+# why, in scripts/mutants-equivalent.txt; the score is printed with and without them.
 #
 # Exit status: 0 whatever the score (the score is the output), non-zero if cargo-mutants
 # itself fails (e.g. the unmutated tree does not build or its tests fail).
@@ -177,10 +179,28 @@ echo "caught:   $caught"
 echo "missed:   $missed"
 echo "timeout:  $timedout"
 echo "unviable: $unviable"
+# Equivalent mutants: missed ones that no test can tell from the original, listed with
+# why in scripts/mutants-equivalent.txt as "file: description | why" (the name
+# cargo-mutants prints, without its line and column, so edits elsewhere do not break it).
+equivalents="$root/scripts/mutants-equivalent.txt"
+strip() { sed -E 's/^([^:]+):[0-9]+:[0-9]+: /\1: /'; }
+is_equivalent() {
+    [ -f "$equivalents" ] || return 1
+    grep -v '^#' "$equivalents" | sed 's/ | .*//' | grep -qxF -- "$(printf '%s\n' "$1" | strip)"
+}
+equivalent=0
+if [ -f "$dir/missed.txt" ]; then
+    while IFS= read -r m; do
+        [ -n "$m" ] && is_equivalent "$m" && equivalent=$((equivalent + 1))
+    done < "$dir/missed.txt"
+fi
+percent() { local n=$1 d=$2; local pm=$(( (n * 1000 + d / 2) / d )); echo "$((pm / 10)).$((pm % 10))%"; }
 if [ "$tested" -gt 0 ]; then
-    # Score to one decimal, integer arithmetic only.
-    permille=$(( (caught * 1000 + tested / 2) / tested ))
-    echo "score:    $caught / $tested = $((permille / 10)).$((permille % 10))%"
+    echo "score:    $caught / $tested = $(percent "$caught" "$tested")"
+    if [ "$equivalent" -gt 0 ] && [ "$tested" -gt "$equivalent" ]; then
+        echo "          $equivalent missed mutants are equivalent (scripts/mutants-equivalent.txt);"
+        echo "          without them: $caught / $((tested - equivalent)) = $(percent "$caught" $((tested - equivalent)))"
+    fi
 else
     echo "score:    n/a (no viable mutant)"
 fi
@@ -204,6 +224,9 @@ if [ "$total" -gt 0 ]; then
 fi
 if [ "$missed" -gt 0 ]; then
     echo
-    echo "missed mutants:"
-    sed 's/^/  /' "$dir/missed.txt"
+    echo "missed mutants (= equivalent, listed with why in scripts/mutants-equivalent.txt):"
+    while IFS= read -r m; do
+        [ -z "$m" ] && continue
+        if is_equivalent "$m"; then echo "  = $m"; else echo "    $m"; fi
+    done < "$dir/missed.txt"
 fi
