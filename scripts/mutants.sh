@@ -180,13 +180,13 @@ echo "missed:   $missed"
 echo "timeout:  $timedout"
 echo "unviable: $unviable"
 # Equivalent mutants: missed ones that no test can tell from the original, listed with
-# why in scripts/mutants-equivalent.txt as "file: description | why" (the name
+# why in scripts/mutants-equivalent.txt as "file: description -- why: ..." (the name
 # cargo-mutants prints, without its line and column, so edits elsewhere do not break it).
 equivalents="$root/scripts/mutants-equivalent.txt"
 strip() { sed -E 's/^([^:]+):[0-9]+:[0-9]+: /\1: /'; }
 is_equivalent() {
     [ -f "$equivalents" ] || return 1
-    grep -v '^#' "$equivalents" | sed 's/ | .*//' | grep -qxF -- "$(printf '%s\n' "$1" | strip)"
+    grep -v '^#' "$equivalents" | sed 's/ -- why: .*//' | grep -qxF -- "$(printf '%s\n' "$1" | strip)"
 }
 equivalent=0
 if [ -f "$dir/missed.txt" ]; then
