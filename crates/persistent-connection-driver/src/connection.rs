@@ -7,7 +7,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::runtime::BoxFuture;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::Poll;
 
 use atomic_waker::AtomicWaker;
@@ -101,6 +101,9 @@ pub(crate) struct Flag {
     solo_taken: AtomicBool,
     /// Every other waiter: `event_listener` allocates its list on the first of them.
     event: event_listener::Event,
+    /// How many wait (or are about to) on `event`: `close` notifies it only then, since a
+    /// notify allocates its list too.
+    listening: AtomicUsize,
 }
 
 /// Whatever holds a [`Flag`]: a bare one, or a `Tracked`'s shared part.
@@ -118,7 +121,10 @@ impl Flag {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.solo.wake();
-        self.event.notify(usize::MAX);
+        // Both sides are SeqCst: a waiter counted after this load sees `closed` above.
+        if self.listening.load(Ordering::SeqCst) > 0 {
+            self.event.notify(usize::MAX);
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -148,6 +154,8 @@ impl Flag {
             .await;
             return;
         }
+        self.listening.fetch_add(1, Ordering::SeqCst);
+        let _counted = Listening(self);
         loop {
             if self.is_closed() {
                 return;
@@ -159,6 +167,15 @@ impl Flag {
             }
             listener.await;
         }
+    }
+}
+
+/// Counts a waiter on the event out when it is done or dropped.
+struct Listening<'a>(&'a Flag);
+
+impl Drop for Listening<'_> {
+    fn drop(&mut self) {
+        self.0.listening.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
