@@ -86,6 +86,10 @@ done
 # No debug info: a mutant's build is mostly linking test binaries, and debug info would only
 # slow it (about a third of each build here); nothing reads it.
 export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
+# The core's test binaries end themselves after this long (tests/src/watchdog.rs): a mutant
+# that makes a test loop forever then fails within the mutant's timeout instead of using
+# it up.
+export PC_TEST_WATCHDOG_SECS="${PC_TEST_WATCHDOG_SECS:-40}"
 
 if ! cargo mutants --version >/dev/null 2>&1; then
     echo "mutants.sh: installing cargo-mutants" >&2

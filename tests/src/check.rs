@@ -459,6 +459,7 @@ where
     /// A checker for a Machine just made with `config` (no input fed, nothing polled). The
     /// seed does not matter: the checker allows any delay within the jitter's bounds.
     pub fn new(mut config: Config) -> Self {
+        crate::watchdog::arm();
         // A zero connect timeout means no bound, however it was set (R7 of the Machine's
         // docs; the field is public).
         config.connect_timeout = config.connect_timeout.filter(|t| !t.is_zero());

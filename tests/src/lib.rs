@@ -28,6 +28,8 @@
 //!   target).
 //! - [`sim`]: a virtual clock and event queue, and the seeded swarm of checked Machines on
 //!   it.
+//! - [`watchdog`]: ends a test binary that runs far too long (a loop that never ends),
+//!   armed by the first checker it makes.
 //! - [`rng`]: the one seeded random generator of the tests (the simulation, the scripts and
 //!   the rule tests' random runs).
 
@@ -36,3 +38,4 @@ pub mod policy;
 pub mod rng;
 pub mod script;
 pub mod sim;
+pub mod watchdog;

@@ -167,6 +167,7 @@ pub fn check_machine_delays(
 /// Decodes a policy, a jitter, a seed and some failure counts from `data`, and runs every
 /// check of this module on them. Every byte string is valid input.
 pub fn check_policy_bytes(data: &[u8]) -> Result<(), String> {
+    crate::watchdog::arm();
     let mut r = ByteReader::new(data);
     let e = Exponential {
         initial: duration_any(&mut r),
