@@ -66,8 +66,11 @@ pub(crate) struct AttemptSlot<G, GF, K, KF> {
     connect: K,
     /// In a `Mutex` only so that the builder stays `Sync` whatever the futures are: it is
     /// reached through `&mut self` (`get_mut`), never locked.
-    in_flight: Mutex<Option<Pin<Box<InFlight<GF, KF>>>>>,
+    in_flight: Mutex<Room<GF, KF>>,
 }
+
+/// The room for an attempt's future, while a cycle of attempts runs.
+type Room<GF, KF> = Option<Pin<Box<InFlight<GF, KF>>>>;
 
 impl<G, GF, K, KF> AttemptSlot<G, GF, K, KF> {
     pub(crate) fn new(get_address: G, connect: K) -> Self {
@@ -78,7 +81,7 @@ impl<G, GF, K, KF> AttemptSlot<G, GF, K, KF> {
         }
     }
 
-    fn in_flight(&mut self) -> &mut Option<Pin<Box<InFlight<GF, KF>>>> {
+    fn in_flight(&mut self) -> &mut Room<GF, KF> {
         self.in_flight
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
