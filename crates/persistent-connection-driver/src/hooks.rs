@@ -41,10 +41,12 @@ pub(crate) enum Outcome<A, C, E> {
 /// allocates nothing and an idle connection keeps no room for them. Panics in the user's
 /// code come back as `Err(message)`.
 pub(crate) trait Attempts<A, C, E>: Send + Sync {
-    /// Calls `get_address`; its future replaces any in flight.
-    fn fetch(&mut self) -> Result<(), Arc<str>>;
-    /// Calls `connect`; its future replaces any in flight.
-    fn dial(&mut self, address: A, ctx: AttemptContext<E>) -> Result<(), Arc<str>>;
+    /// Calls `get_address`; its future replaces any in flight (a panic in the call is the
+    /// next outcome).
+    fn fetch(&mut self);
+    /// Calls `connect`; its future replaces any in flight (a panic in the call is the
+    /// next outcome).
+    fn dial(&mut self, address: A, ctx: AttemptContext<E>);
     /// Polls the future in flight (pending if there is none); it is dropped once done.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Outcome<A, C, E>>;
     /// Drops the future in flight (a cancelled attempt).
@@ -57,6 +59,9 @@ pin_project_lite::pin_project! {
         Idle,
         Fetch { #[pin] future: GF },
         Dial { #[pin] future: KF },
+        // The call that was to make the future panicked: the outcome of the next poll.
+        FetchPanicked { message: Arc<str> },
+        DialPanicked { message: Arc<str> },
     }
 }
 
@@ -104,21 +109,24 @@ where
     K: Fn(A, AttemptContext<E>) -> KF + Send + Sync,
     KF: Future<Output = Result<C, E>> + Send,
 {
-    fn fetch(&mut self) -> Result<(), Arc<str>> {
-        let future = catch_unwind(AssertUnwindSafe(|| (self.get_address)()));
-        let mut room = self.room();
-        room.set(InFlight::Fetch {
-            future: future.map_err(panic_message)?,
+    fn fetch(&mut self) {
+        let called = catch_unwind(AssertUnwindSafe(|| (self.get_address)()));
+        self.room().set(match called {
+            Ok(future) => InFlight::Fetch { future },
+            Err(payload) => InFlight::FetchPanicked {
+                message: panic_message(payload),
+            },
         });
-        Ok(())
     }
 
-    fn dial(&mut self, address: A, ctx: AttemptContext<E>) -> Result<(), Arc<str>> {
-        let future = catch_unwind(AssertUnwindSafe(|| (self.connect)(address, ctx)));
-        self.room().set(InFlight::Dial {
-            future: future.map_err(panic_message)?,
+    fn dial(&mut self, address: A, ctx: AttemptContext<E>) {
+        let called = catch_unwind(AssertUnwindSafe(|| (self.connect)(address, ctx)));
+        self.room().set(match called {
+            Ok(future) => InFlight::Dial { future },
+            Err(payload) => InFlight::DialPanicked {
+                message: panic_message(payload),
+            },
         });
-        Ok(())
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Outcome<A, C, E>> {
@@ -128,6 +136,8 @@ where
         let mut room = room.as_mut();
         let outcome = match room.as_mut().project() {
             InFlightProj::Idle => return Poll::Pending,
+            InFlightProj::FetchPanicked { message } => Outcome::Address(Err(message.clone())),
+            InFlightProj::DialPanicked { message } => Outcome::Dialed(Err(message.clone())),
             InFlightProj::Fetch { future } => {
                 match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
                     Ok(Poll::Pending) => return Poll::Pending,

@@ -31,14 +31,6 @@ const BUDGET: usize = 128;
 /// The delay used when a retry-delay closure panics: the seed's default.
 const FALLBACK_DELAY: Duration = Duration::from_secs(10);
 
-/// The fetch or dial in flight (its future is in `Hooks::attempts`): the attempt that
-/// started it, and whether it is a dial, or the panic of the call that was to start it.
-struct Op {
-    attempt: AttemptId,
-    dial: bool,
-    panicked: Option<Arc<str>>,
-}
-
 pub(crate) struct Task<A, C, E>
 where
     A: Clone + PartialEq,
@@ -48,7 +40,8 @@ where
     shared: Arc<Shared<A, C, E>>,
     runtime: Arc<dyn Runtime>,
     hooks: Hooks<A, C, E>,
-    op: Option<Op>,
+    /// The attempt whose fetch or dial is in flight (its future is in `Hooks::attempts`).
+    op: Option<AttemptId>,
     handler: Option<CatchUnwind<()>>,
     /// The retry timer out, if any, and its sleep, kept once fired to be moved for the
     /// next attempt (no allocation per attempt where the runtime's timers can be moved).
@@ -204,11 +197,8 @@ where
             }
             Command::FetchAddress { attempt } => {
                 self.shared.note_attempt();
-                self.op = Some(Op {
-                    attempt,
-                    dial: false,
-                    panicked: self.hooks.attempts.fetch().err(),
-                });
+                self.hooks.attempts.fetch();
+                self.op = Some(attempt);
             }
             Command::Dial {
                 attempt,
@@ -216,14 +206,11 @@ where
                 consecutive_failures,
             } => {
                 let ctx = AttemptContext::new(attempt, consecutive_failures, self.abort.clone());
-                self.op = Some(Op {
-                    attempt,
-                    dial: true,
-                    panicked: self.hooks.attempts.dial(address, ctx).err(),
-                });
+                self.hooks.attempts.dial(address, ctx);
+                self.op = Some(attempt);
             }
             Command::CancelAttempt { attempt } => {
-                if self.op.as_ref().is_some_and(|op| op.attempt == attempt) {
+                if self.op == Some(attempt) {
                     // Dropping the future cancels it: close() never waits on a hung dial.
                     self.op = None;
                     self.hooks.attempts.cancel();
@@ -250,17 +237,11 @@ where
 
     /// Polls the attempt in flight; feeds its result when it is done.
     fn poll_op(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(op) = &mut self.op else {
+        let Some(attempt) = self.op else {
             return false;
         };
-        let attempt = op.attempt;
-        let outcome = match (op.panicked.take(), op.dial) {
-            (Some(message), false) => Outcome::Address(Err(message)),
-            (Some(message), true) => Outcome::Dialed(Err(message)),
-            (None, _) => match self.hooks.attempts.poll(cx) {
-                Poll::Ready(outcome) => outcome,
-                Poll::Pending => return false,
-            },
+        let Poll::Ready(outcome) = self.hooks.attempts.poll(cx) else {
+            return false;
         };
         let input = match outcome {
             Outcome::Address(result) => Input::AddressObtained {
