@@ -44,6 +44,7 @@
 //!
 //! Run: `cargo bench -p persistent-connection-benches --bench memory`
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
@@ -55,7 +56,8 @@ use persistent_connection_benches::{
     Catalog, CountPolls, full_run, note_smoke_run, rss_bytes, wait_eof,
 };
 use persistent_connection_tokio::{
-    Backoff, CloseSignal, Connection, Driven, DriverEvent, Jitter, Tokio, Tracked, builder,
+    AttemptContext, Backoff, CloseSignal, Connection, Driven, DriverEvent, Jitter,
+    PersistentConnection, Tokio, Tracked, builder,
 };
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -450,8 +452,18 @@ async fn wait_for(count: &AtomicUsize, progress: &Notify, target: usize) {
     }
 }
 
-/// Persistent connections with the default settings, and `extra`.
-async fn ours(addrs: &[SocketAddr], n: usize, extra: Extra) -> usize {
+/// `n` persistent connections with the default settings to `addrs` (in turn, through a
+/// catalog each), made in batches, each connected once `connect` has made its connection.
+async fn connect_all<C, F, Fut>(
+    addrs: &[SocketAddr],
+    n: usize,
+    connect: F,
+) -> Vec<PersistentConnection<SocketAddr, C, std::io::Error>>
+where
+    C: Connection,
+    F: Fn(SocketAddr, AttemptContext<std::io::Error>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = std::io::Result<C>> + Send + 'static,
+{
     let mut held = Vec::with_capacity(n);
     let catalogs: Vec<Catalog> = addrs.iter().map(|a| Catalog::new(*a)).collect();
     while held.len() < n {
@@ -465,7 +477,7 @@ async fn ours(addrs: &[SocketAddr], n: usize, extra: Extra) -> usize {
                         let addr = catalog.get();
                         async move { Ok::<SocketAddr, std::io::Error>(addr) }
                     },
-                    |addr, _ctx| async move { TcpStream::connect(addr).await.map(Tracked::new) },
+                    connect.clone(),
                 )
                 .spawn(),
             );
@@ -474,6 +486,15 @@ async fn ours(addrs: &[SocketAddr], n: usize, extra: Extra) -> usize {
             pc.connected().await;
         }
     }
+    held
+}
+
+/// Persistent connections with the default settings, and `extra`.
+async fn ours(addrs: &[SocketAddr], n: usize, extra: Extra) -> usize {
+    let held = connect_all(addrs, n, |addr, _ctx| async move {
+        TcpStream::connect(addr).await.map(Tracked::new)
+    })
+    .await;
     match extra {
         Extra::None => {}
         Extra::ClientTask => {
@@ -506,31 +527,11 @@ async fn ours(addrs: &[SocketAddr], n: usize, extra: Extra) -> usize {
 /// Persistent connections whose connection is a `Driven` whose driving future is the
 /// user's read loop: it owns the stream and reads until EOF (the driver runs it).
 async fn ours_driven(addrs: &[SocketAddr], n: usize) -> usize {
-    let mut held = Vec::with_capacity(n);
-    let catalogs: Vec<Catalog> = addrs.iter().map(|a| Catalog::new(*a)).collect();
-    while held.len() < n {
-        let start = held.len();
-        for i in start..(start + BATCH).min(n) {
-            let catalog = catalogs[i % catalogs.len()].clone();
-            held.push(
-                builder(
-                    "memory",
-                    move || {
-                        let addr = catalog.get();
-                        async move { Ok::<SocketAddr, std::io::Error>(addr) }
-                    },
-                    |addr, _ctx| async move {
-                        let stream = TcpStream::connect(addr).await?;
-                        Ok(Driven::new((), async move { wait_eof(&stream).await }))
-                    },
-                )
-                .spawn(),
-            );
-        }
-        for pc in &held[start..] {
-            pc.connected().await;
-        }
-    }
+    let held = connect_all(addrs, n, |addr, _ctx| async move {
+        let stream = TcpStream::connect(addr).await?;
+        Ok(Driven::new((), async move { wait_eof(&stream).await }))
+    })
+    .await;
     let count = held.len();
     std::mem::forget(held);
     count
