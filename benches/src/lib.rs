@@ -333,6 +333,18 @@ impl<R: Runtime> Runtime for CountPolls<R> {
     fn sleep(&self, duration: Duration) -> BoxFuture<()> {
         self.inner.sleep(duration)
     }
+
+    fn timer(&self, duration: Duration) -> persistent_connection_driver::BoxTimer {
+        self.inner.timer(duration)
+    }
+
+    fn now(&self) -> std::time::Instant {
+        self.inner.now()
+    }
+
+    fn can_hold_timers(&self) -> bool {
+        self.inner.can_hold_timers()
+    }
 }
 
 struct Counted {

@@ -2126,8 +2126,24 @@ where
         &mut self,
         input: Input<A, C, E>,
     ) -> Result<Result<(), Rejected<A, C, E>>, Violation> {
+        // `retry_timer_can_wait` promises that this firing changes nothing a driver sees:
+        // no command, the same answer to every query.
+        let held = (matches!(input, Input::TimerFired(_)) && self.machine.retry_timer_can_wait())
+            .then(|| Snapshot::of(&self.machine));
         let pending = self.checker.before_input(&self.machine, &input)?;
         let result = self.machine.handle_input(input);
+        if let (Some(before), Ok(())) = (held, &result) {
+            let after = Snapshot::of(&self.machine);
+            if !before.same(&after) || self.machine.retry_timer_can_wait() {
+                return Err(self.checker.fail(
+                    "R7 retry timer held back",
+                    format!(
+                        "retry_timer_can_wait() was true, but the firing changed what a driver \
+                         sees: before {before:?}, after {after:?}"
+                    ),
+                ));
+            }
+        }
         self.checker.after_input(&self.machine, pending, &result)?;
         Ok(result)
     }

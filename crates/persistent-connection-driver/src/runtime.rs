@@ -54,10 +54,23 @@ pub trait Runtime: Send + Sync + 'static {
     fn timer(&self, duration: Duration) -> BoxTimer {
         Box::pin(OneShot(self.sleep(duration)))
     }
-    /// The current time, on the clock `sleep` waits on. Used only for statistics (since
-    /// when the state holds, the connection's uptime); a virtual runtime gives its own.
+    /// The current time, on the clock `sleep` waits on; a virtual runtime gives its own,
+    /// and a wrapper around another runtime should forward it. The driver measures the
+    /// statistics with it (since when the state holds, the connection's uptime), and with
+    /// [`can_hold_timers`](Self::can_hold_timers) the retry timers it holds back.
     fn now(&self) -> Instant {
         Instant::now()
+    }
+    /// Whether [`now`](Self::now) is the clock `sleep` and `timer` wait on, so that the
+    /// driver may hold back a retry timer nothing waits for yet: keep its deadline, arm
+    /// no timer, and compare the deadline with `now` at its next step (a connection that
+    /// outlives its retry delay then never arms one, and its task is never woken for it).
+    ///
+    /// `false` by default: every timer is armed when the Machine starts it, whatever
+    /// `now` says. The adapters' runtimes and [`VirtualRuntime`] say `true`; a wrapper
+    /// around one of them should forward both methods.
+    fn can_hold_timers(&self) -> bool {
+        false
     }
 }
 
@@ -73,6 +86,9 @@ impl<R: Runtime + ?Sized> Runtime for Arc<R> {
     }
     fn now(&self) -> Instant {
         (**self).now()
+    }
+    fn can_hold_timers(&self) -> bool {
+        (**self).can_hold_timers()
     }
 }
 
@@ -98,6 +114,10 @@ impl<S: AsyncIoSpawn> Runtime for S {
     }
     fn timer(&self, duration: Duration) -> BoxTimer {
         Box::pin(AsyncIoTimer(async_io::Timer::after(duration)))
+    }
+    /// `async-io`'s timers wait on `Instant::now()`, the default `now`.
+    fn can_hold_timers(&self) -> bool {
+        true
     }
 }
 
@@ -243,6 +263,17 @@ impl VirtualClock {
         }
     }
 
+    /// A sleep that counts as pending only once it is polled or moved.
+    fn unregistered_sleep(&self, duration: Duration) -> Sleep {
+        let mut state = self.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        Sleep {
+            clock: self.clone(),
+            key: (state.now.saturating_add(duration), id),
+        }
+    }
+
     /// A future that completes once the clock has moved `duration` past now.
     pub fn sleep(&self, duration: Duration) -> Sleep {
         let mut state = self.lock();
@@ -289,7 +320,10 @@ impl Future for Sleep {
         match state.timers.get_mut(&self.key) {
             Some(slot) => *slot = Some(cx.waker().clone()),
             None => {
+                // First poll of a sleep made unregistered: it is pending from now on.
                 state.timers.insert(self.key, Some(cx.waker().clone()));
+                drop(state);
+                self.clock.inner.timer_set.notify(usize::MAX);
             }
         }
         Poll::Pending
@@ -340,10 +374,16 @@ impl<R: Runtime> Runtime for VirtualRuntime<R> {
     fn sleep(&self, duration: Duration) -> BoxFuture<()> {
         Box::pin(self.clock.sleep(duration))
     }
+    /// Counted as pending only once polled or moved, as a Tokio or async-io timer
+    /// registers only then: the driver makes its retry timer before it waits on it.
     fn timer(&self, duration: Duration) -> BoxTimer {
-        Box::pin(self.clock.sleep(duration))
+        Box::pin(self.clock.unregistered_sleep(duration))
     }
     fn now(&self) -> Instant {
         self.clock.instant()
+    }
+    /// `now` is the virtual clock's.
+    fn can_hold_timers(&self) -> bool {
+        true
     }
 }

@@ -435,6 +435,11 @@ where
         }
     }
 
+    /// The Machine's [`retry_timer_can_wait`](persistent_connection::Machine::retry_timer_can_wait).
+    pub(crate) fn retry_timer_can_wait(&self) -> bool {
+        self.lock().machine.retry_timer_can_wait()
+    }
+
     pub(crate) fn current_connection(&self) -> Option<C> {
         self.lock().machine.current_connection().cloned()
     }

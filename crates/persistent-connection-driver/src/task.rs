@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use persistent_connection::{AttemptId, Command, Event, Failure, Input, TimerId};
 
@@ -43,9 +43,13 @@ where
     /// The attempt whose fetch or dial is in flight (its future is in `Hooks::attempts`).
     op: Option<AttemptId>,
     handler: Option<CatchUnwind<()>>,
-    /// The retry timer out, if any, and its sleep, kept once fired to be moved for the
-    /// next attempt (no allocation per attempt where the runtime's timers can be moved).
-    timer: Option<TimerId>,
+    /// The retry timer out, if any, with its deadline while it is held back: while the
+    /// Machine does not need it to fire on time (`retry_timer_can_wait`), no real timer is
+    /// armed, and its firing is fed before the next input once the deadline has passed. So
+    /// a connection that outlives its retry delay never arms one (R7).
+    timer: Option<(TimerId, Option<Instant>)>,
+    /// The sleep of the armed retry timer, kept once fired to be moved for the next
+    /// attempt (no allocation per attempt where the runtime's timers can be moved).
     retry_sleep: Option<BoxTimer>,
     /// The current connection's `closed()`, with the attempt that made it.
     watch: Option<(AttemptId, C, CatchUnwind<()>)>,
@@ -183,13 +187,20 @@ where
                 self.feed(Input::RetryDelay(delay));
             }
             Command::StartTimer { timer, delay } => {
-                self.timer = Some(timer);
-                let moved = match &mut self.retry_sleep {
-                    Some(sleep) => sleep.as_mut().reset(delay),
-                    None => false,
+                let deadline = match self.runtime.can_hold_timers() {
+                    true => self.runtime.now().checked_add(delay),
+                    false => None,
                 };
-                if !moved {
-                    self.retry_sleep = Some(self.runtime.timer(delay));
+                match deadline {
+                    Some(deadline) => {
+                        if self.retry_sleep.is_none() {
+                            // Made (not armed) with the first timer, so that a runtime
+                            // without timers fails at the first attempt, not the first retry.
+                            self.retry_sleep = Some(self.runtime.timer(delay));
+                        }
+                        self.timer = Some((timer, Some(deadline)));
+                    }
+                    None => self.arm(timer, delay),
                 }
             }
             Command::StartUptimeTimer { attempt, delay } => {
@@ -233,6 +244,36 @@ where
                 self.hooks.attempts.cancel();
             }
         }
+    }
+
+    /// Arms the retry timer: the real sleep, for `delay` from now.
+    fn arm(&mut self, timer: TimerId, delay: Duration) {
+        self.timer = Some((timer, None));
+        let moved = match &mut self.retry_sleep {
+            Some(sleep) => sleep.as_mut().reset(delay),
+            None => false,
+        };
+        if !moved {
+            self.retry_sleep = Some(self.runtime.timer(delay));
+        }
+    }
+
+    /// A held-back retry timer: fed as fired once its deadline has passed, armed for the
+    /// rest as soon as the Machine needs it to fire on time. True if it fired.
+    fn poll_held_timer(&mut self) -> bool {
+        let Some((timer, Some(deadline))) = self.timer else {
+            return false;
+        };
+        let now = self.runtime.now();
+        if now >= deadline {
+            self.timer = None;
+            self.feed(Input::TimerFired(timer));
+            return true;
+        }
+        if !self.shared.retry_timer_can_wait() {
+            self.arm(timer, deadline - now);
+        }
+        false
     }
 
     /// Polls the attempt in flight; feeds its result when it is done.
@@ -327,7 +368,9 @@ where
 
     /// Polls every slot once; true if any of them moved.
     fn poll_slots(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut moved = self.poll_op(cx);
+        // First, so that a deadline passed before this poll counts before what came since.
+        let mut moved = self.poll_held_timer();
+        moved |= self.poll_op(cx);
         if let Some(handler) = &mut self.handler {
             if let Poll::Ready(result) = Pin::new(handler).poll(cx) {
                 self.handler = None;
@@ -338,7 +381,7 @@ where
                 moved = true;
             }
         }
-        if let (Some(timer), Some(sleep)) = (self.timer, &mut self.retry_sleep) {
+        if let (Some((timer, None)), Some(sleep)) = (self.timer, &mut self.retry_sleep) {
             if sleep.as_mut().poll(cx).is_ready() {
                 self.timer = None;
                 self.feed(Input::TimerFired(timer));

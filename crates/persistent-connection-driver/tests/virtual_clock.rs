@@ -50,12 +50,22 @@ fn a_virtual_timer_moves_to_its_new_deadline() {
 fn a_virtual_runtime_gives_timers_on_its_clock() {
     let clock = VirtualClock::new();
     let runtime = clock.runtime(NoSpawn);
+    assert!(runtime.can_hold_timers(), "now() is the clock's");
+    assert_eq!(runtime.now(), clock.instant());
     let mut timer = runtime.timer(Duration::from_secs(4));
+    // As a Tokio timer, it waits on the clock only once polled (or moved).
+    assert_eq!(clock.pending_timers(), 0, "made, not yet waited on");
+    assert!(!ready(timer.as_mut()));
     assert_eq!(clock.next_deadline(), Some(Duration::from_secs(4)));
     assert!(timer.as_mut().reset(Duration::from_secs(1)));
     assert_eq!(clock.next_deadline(), Some(Duration::from_secs(1)));
     clock.advance(Duration::from_secs(1));
     assert!(ready(timer.as_mut()));
+    // Moved before its first poll: pending from the move.
+    let mut fresh = runtime.timer(Duration::from_secs(9));
+    assert!(fresh.as_mut().reset(Duration::from_secs(2)));
+    assert_eq!(clock.pending_timers(), 1);
+    assert_eq!(clock.next_deadline(), Some(Duration::from_secs(3)));
 }
 
 #[test]
@@ -76,6 +86,10 @@ fn a_runtime_without_resettable_timers_says_so() {
     assert!(
         !timer.as_mut().reset(Duration::from_secs(1)),
         "and cannot be moved: the driver makes a new one"
+    );
+    assert!(
+        !AtOnce.can_hold_timers(),
+        "by default the driver arms every timer: `now` may be another clock"
     );
 }
 

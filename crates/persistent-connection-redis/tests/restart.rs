@@ -56,6 +56,14 @@ impl Runtime for Counting {
     fn sleep(&self, duration: Duration) -> BoxFuture<()> {
         self.tokio.sleep(duration)
     }
+
+    fn now(&self) -> std::time::Instant {
+        self.tokio.now()
+    }
+
+    fn can_hold_timers(&self) -> bool {
+        self.tokio.can_hold_timers()
+    }
 }
 
 /// The event's name, with the address or error where it has one.

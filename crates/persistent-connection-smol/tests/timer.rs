@@ -6,6 +6,19 @@ use std::time::{Duration, Instant};
 
 use persistent_connection_smol::{Runtime, Smol};
 
+/// async-io's timers wait on `Instant::now()`, the runtime's `now`: the driver may hold
+/// its retry timers back.
+#[test]
+fn async_io_runtime_can_hold_timers() {
+    assert!(Smol.can_hold_timers());
+    let before = Instant::now();
+    let now = Smol.now();
+    assert!(
+        before <= now && now <= Instant::now(),
+        "now() is Instant::now()"
+    );
+}
+
 #[test]
 fn async_io_timers_move_to_their_new_deadline() {
     smol::block_on(async {

@@ -107,6 +107,11 @@ impl Runtime for Tokio {
     fn now(&self) -> std::time::Instant {
         tokio::time::Instant::now().into_std()
     }
+
+    /// `now` is Tokio's clock.
+    fn can_hold_timers(&self) -> bool {
+        true
+    }
 }
 
 pin_project_lite::pin_project! {

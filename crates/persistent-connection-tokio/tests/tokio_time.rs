@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use persistent_connection_tokio::{
-    Backoff, CloseSignal, Event, Jitter, PersistentConnection, Stopped, builder,
+    Backoff, CloseSignal, Event, Jitter, PersistentConnection, Runtime, Stopped, Tokio,
+    VirtualClock, builder,
 };
 use tokio::time::Instant;
 
@@ -60,6 +61,79 @@ async fn r7_default_delay_on_paused_tokio_time() {
     assert_eq!(
         t[3], died,
         "a long-lived connection is redialled without waiting"
+    );
+    conn.close().await;
+}
+
+/// R7 without a timer while nobody waits for it: the retry timer of the attempt that
+/// connected is held back (no timer on the clock while connected, so an idle connection is
+/// never woken for it); a connection that dies young waits for the rest of the delay, one
+/// that outlived it is redialled at once.
+#[tokio::test]
+async fn r7_connected_holds_back_its_retry_timer() {
+    assert!(
+        Tokio::current().can_hold_timers(),
+        "Tokio's runtime lets the driver hold timers back"
+    );
+    let clock = VirtualClock::new();
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let fetch_starts = starts.clone();
+    let fetch_clock = clock.clone();
+    let conn = builder(
+        "held",
+        move || {
+            fetch_starts.lock().unwrap().push(fetch_clock.now());
+            async { Ok::<_, String>("service") }
+        },
+        |_addr, _ctx| async { Ok::<_, String>(CloseSignal::new()) },
+    )
+    .runtime(clock.runtime(Tokio::current()))
+    .retry_policy(Backoff::Constant(Duration::from_secs(10)))
+    .jitter(Jitter::Off)
+    .spawn();
+
+    let first = conn.connected().await;
+    assert_eq!(clock.pending_timers(), 0, "connected: no retry timer armed");
+    // Dies young, 4 s into its attempt's 10 s: the next cycle waits for the other 6 s.
+    clock.advance(Duration::from_secs(4));
+    first.close();
+    let next = tokio::time::timeout(Duration::from_secs(5), clock.next_timer())
+        .await
+        .expect("the retry timer to be armed for the rest of the delay");
+    assert_eq!(
+        next,
+        Duration::from_secs(10),
+        "armed at the attempt's deadline"
+    );
+    assert_eq!(
+        starts.lock().unwrap().len(),
+        1,
+        "no attempt before the deadline"
+    );
+    clock.advance_to_next();
+    let second = tokio::time::timeout(Duration::from_secs(5), conn.connected())
+        .await
+        .expect("the second connection");
+    assert_eq!(
+        starts.lock().unwrap().clone(),
+        [Duration::ZERO, Duration::from_secs(10)]
+    );
+    assert_eq!(clock.pending_timers(), 0, "connected again: none armed");
+
+    // Outlives its delay (20 s, with no wake-up on the way), then dies: redialled at once.
+    clock.advance(Duration::from_secs(20));
+    second.close();
+    let third = tokio::time::timeout(Duration::from_secs(5), conn.connected())
+        .await
+        .expect("the third connection, without waiting for a timer");
+    assert!(!third.is_closed());
+    assert_eq!(
+        starts.lock().unwrap().clone(),
+        [
+            Duration::ZERO,
+            Duration::from_secs(10),
+            Duration::from_secs(30)
+        ]
     );
     conn.close().await;
 }

@@ -298,6 +298,22 @@ where
         self.uptime_pending
     }
 
+    /// Whether the timer out is a plain retry timer the machine is not waiting for: if it
+    /// fired now, no command would follow and no query would change; only the next input
+    /// would see it (R7: the next attempt or cycle starts at once rather than waiting).
+    ///
+    /// A driver may then hold the timer back: keep its deadline, arm no real timer, and feed
+    /// [`Input::TimerFired`] just before its next input once the deadline has passed. It
+    /// must arm the timer for the rest of the delay as soon as this turns `false` (the
+    /// attempt failed and the machine now waits for the timer, say). A connection that
+    /// outlives its retry delay then never wakes its driver for the timer.
+    pub fn retry_timer_can_wait(&self) -> bool {
+        self.timer_out
+            && self.plan == TimerPlan::Retry
+            && self.stop.is_none()
+            && !matches!(self.wait, Wait::RetryTimer(_) | Wait::Finished)
+    }
+
     /// What the machine waits for, as named in errors.
     pub fn expecting(&self) -> Expecting {
         match &self.wait {
@@ -324,7 +340,8 @@ where
                 pending: CAPACITY - self.queue.free(),
             });
         }
-        let unexpected = InputError::Unexpected {
+        // Built only on a refusal: `expecting()` is a match of its own.
+        let unexpected = || InputError::Unexpected {
             got,
             expected: self.expecting(),
         };
@@ -347,22 +364,22 @@ where
             }
             Input::EventHandled => match self.wait {
                 Wait::Handler(_) => Ok(()),
-                _ => Err(unexpected),
+                _ => Err(unexpected()),
             },
             Input::RetryDelay(_) => match self.wait {
                 Wait::RetryDelay => Ok(()),
-                _ => Err(unexpected),
+                _ => Err(unexpected()),
             },
             Input::ConnectionClosed { attempt } => match &self.current {
                 Some((_, made_by)) if made_by == attempt && !self.closed_during_handler => Ok(()),
                 // Already reported closed: a duplicate.
-                Some((_, made_by)) if made_by == attempt => Err(unexpected),
+                Some((_, made_by)) if made_by == attempt => Err(unexpected()),
                 Some(_) => Err(InputError::UnknownAttempt {
                     got,
                     attempt: *attempt,
                     current: AttemptId(self.attempt),
                 }),
-                None => Err(unexpected),
+                None => Err(unexpected()),
             },
             Input::UptimeReached { attempt } => match &self.current {
                 Some((_, made_by))
@@ -375,7 +392,7 @@ where
                     attempt: *attempt,
                     current: AttemptId(self.attempt),
                 }),
-                _ => Err(unexpected),
+                _ => Err(unexpected()),
             },
             Input::Close
             | Input::Abort
@@ -859,11 +876,10 @@ pub fn error_key<T: Debug + ?Sized>(error: &T) -> u64 {
             let bytes = s.as_bytes();
             let mut chunks = bytes.chunks_exact(8);
             for chunk in &mut chunks {
-                let word = chunk
-                    .iter()
-                    .rev()
-                    .fold(0u64, |w, b| (w << 8) | u64::from(*b));
-                self.mix(word);
+                // One load; the same word as the tail's fold below would make.
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                self.mix(u64::from_le_bytes(word));
             }
             let tail = chunks
                 .remainder()

@@ -175,14 +175,17 @@ pub struct SimRuntime {
     clock: VirtualClock,
     /// Dead once the driver has let go of its runtime (the leak check).
     pub(crate) token: Arc<()>,
+    /// What `can_hold_timers` says.
+    hold_timers: bool,
 }
 
 impl SimRuntime {
-    pub(crate) fn new(exec: Arc<ExecShared>, clock: VirtualClock) -> Self {
+    pub(crate) fn new(exec: Arc<ExecShared>, clock: VirtualClock, hold_timers: bool) -> Self {
         SimRuntime {
             exec,
             clock,
             token: Arc::new(()),
+            hold_timers,
         }
     }
 }
@@ -201,6 +204,9 @@ impl Runtime for SimRuntime {
     }
     fn now(&self) -> Instant {
         self.clock.instant()
+    }
+    fn can_hold_timers(&self) -> bool {
+        self.hold_timers
     }
 }
 

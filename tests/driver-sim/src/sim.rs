@@ -126,7 +126,13 @@ impl Sim {
             (flags, delay, seed, health, stop)
         };
         self.stop_rate = stop;
-        let runtime = SimRuntime::new(self.exec.shared.clone(), self.clock.clone());
+        // Bit 6: the driver may hold back retry timers nothing waits for (as on the
+        // adapters' runtimes), or must arm each at once (a runtime that says nothing).
+        let runtime = SimRuntime::new(
+            self.exec.shared.clone(),
+            self.clock.clone(),
+            flags & 64 != 0,
+        );
         self.runtime_token = Arc::downgrade(&runtime.token);
         let env = self.env.clone();
         let get_address = {

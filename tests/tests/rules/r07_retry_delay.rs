@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use persistent_connection::{
-    Command, Config, Expecting, Exponential, Input, Jitter, RetryPolicy, State, TimerId,
+    Command, Config, Expecting, Exponential, Input, Jitter, RetryPolicy, State, StopKind, TimerId,
 };
 
 use std::collections::BTreeSet;
@@ -307,4 +307,59 @@ fn r7_zero_delay_takes_no_random_draw() {
         delay
     };
     assert_eq!(first_jittered(true), first_jittered(false));
+}
+
+/// `retry_timer_can_wait`: true while the retry timer's firing would only be seen by the
+/// next input (fetching, dialling, connected), false once the machine waits for it, and
+/// false for a timer that is also the connect timeout (its firing cancels the attempt).
+#[test]
+fn r7_retry_timer_can_wait_only_while_nothing_waits_for_it() {
+    let mut m = fetching();
+    assert!(
+        m.retry_timer_can_wait(),
+        "fetching: the timer only spaces attempts"
+    );
+    expect(&mut m, address(1, "x"), vec![obtained(1, "x")]);
+    assert!(m.retry_timer_can_wait(), "ObtainedAddress handler running");
+    expect(&mut m, handled(), vec![dial(1, "x", 0)]);
+    assert!(m.retry_timer_can_wait(), "dialling");
+    expect(
+        &mut m,
+        dial_failed(1, "refused"),
+        vec![failed(1, err("refused"))],
+    );
+    assert!(m.retry_timer_can_wait(), "FailedToConnect handler running");
+    expect(&mut m, handled(), vec![]);
+    assert_eq!(m.expecting(), Expecting::RetryTimer);
+    assert!(!m.retry_timer_can_wait(), "the machine waits for the timer");
+    expect(&mut m, fire(1), vec![timer(2, secs(10)), fetch(2)]);
+
+    // Connected: held back until the connection closes; then, had it fired, the next
+    // cycle starts at once, and if not the machine waits for it.
+    let mut m = connected_machine();
+    assert!(m.retry_timer_can_wait(), "connected");
+    expect(&mut m, fire(1), vec![]);
+    assert!(!m.retry_timer_can_wait(), "no timer out any more");
+    let mut m = connected_machine();
+    expect(&mut m, conn_closed(1), vec![disconnected(1)]);
+    assert!(m.retry_timer_can_wait(), "Disconnected handler running");
+    expect(&mut m, handled(), vec![]);
+    assert!(
+        !m.retry_timer_can_wait(),
+        "waiting for the rest of the delay"
+    );
+
+    // The connect timeout shares the timer: its firing acts at once.
+    let mut m = with_timeout(10, 3);
+    assert_eq!(drain(&mut m), vec![attempting()]);
+    expect(&mut m, handled(), vec![timer(1, secs(3)), fetch(1)]);
+    assert!(
+        !m.retry_timer_can_wait(),
+        "the timer is the connect timeout"
+    );
+
+    // After a stop nothing is held back.
+    let mut m = connected_machine();
+    expect(&mut m, In::Abort, vec![stopped(StopKind::Abort)]);
+    assert!(!m.retry_timer_can_wait(), "stopped");
 }

@@ -25,8 +25,8 @@ use futures_channel::mpsc;
 use futures_core::Stream;
 use persistent_connection::{Command, Config, Failure, Input, Machine, TimerId};
 use persistent_connection_tokio::{
-    AttemptError, Backoff, BoxFuture, Builder, CloseSignal, ConnectError, Connection, Event,
-    Jitter, PersistentConnection, Runtime, Stopped, VirtualClock,
+    AttemptError, Backoff, BoxFuture, BoxTimer, Builder, CloseSignal, ConnectError, Connection,
+    Event, Jitter, PersistentConnection, Runtime, Stopped, Timer, VirtualClock,
 };
 
 use echo::{EchoConn, dial};
@@ -307,13 +307,36 @@ impl<R: Runtime> Runtime for Tracking<R> {
     fn sleep(&self, duration: Duration) -> BoxFuture<()> {
         self.inner.sleep(duration)
     }
+    fn now(&self) -> std::time::Instant {
+        self.inner.now()
+    }
+    fn can_hold_timers(&self) -> bool {
+        self.inner.can_hold_timers()
+    }
 }
 
-/// A runtime wrapper that records every sleep asked of it (R15).
+/// A runtime wrapper that records every wait the driver starts on its timers (R15): a
+/// sleep or timer's duration is recorded when it is first polled after it was made or
+/// moved, i.e. when something waits on it (the driver makes its retry timer before it needs
+/// it, and holds it back while nothing waits for it).
 #[derive(Clone)]
 struct Recording<R> {
     inner: R,
-    sleeps: Arc<Mutex<Vec<Duration>>>,
+    sleeps: Sleeps,
+}
+
+/// The waits [`Recording`] saw, and a signal for each.
+#[derive(Clone)]
+struct Sleeps {
+    seen: Arc<Mutex<Vec<Duration>>>,
+    signal: mpsc::UnboundedSender<()>,
+}
+
+impl Sleeps {
+    fn record(&self, duration: Duration) {
+        self.seen.lock().unwrap().push(duration);
+        let _ = self.signal.unbounded_send(());
+    }
 }
 
 impl<R: Runtime> Runtime for Recording<R> {
@@ -321,8 +344,47 @@ impl<R: Runtime> Runtime for Recording<R> {
         self.inner.spawn(task)
     }
     fn sleep(&self, duration: Duration) -> BoxFuture<()> {
-        self.sleeps.lock().unwrap().push(duration);
-        self.inner.sleep(duration)
+        Box::pin(self.timer(duration))
+    }
+    fn timer(&self, duration: Duration) -> BoxTimer {
+        Box::pin(RecordedTimer {
+            inner: self.inner.timer(duration),
+            duration: Some(duration),
+            sleeps: self.sleeps.clone(),
+        })
+    }
+    fn now(&self) -> std::time::Instant {
+        self.inner.now()
+    }
+    fn can_hold_timers(&self) -> bool {
+        self.inner.can_hold_timers()
+    }
+}
+
+/// A timer of [`Recording`]: `duration` is recorded at the first poll.
+struct RecordedTimer {
+    inner: BoxTimer,
+    duration: Option<Duration>,
+    sleeps: Sleeps,
+}
+
+impl Future for RecordedTimer {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(duration) = self.duration.take() {
+            self.sleeps.record(duration);
+        }
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl Timer for RecordedTimer {
+    fn reset(mut self: Pin<&mut Self>, duration: Duration) -> bool {
+        let moved = self.inner.as_mut().reset(duration);
+        if moved {
+            self.duration = Some(duration);
+        }
+        moved
     }
 }
 
@@ -954,7 +1016,11 @@ impl Connection for Scripted {
 pub async fn r15_same_events_and_delays_as_bare_machine<T: TestRuntime>() {
     const SEED: u64 = 42;
     let clock = VirtualClock::new();
-    let sleeps = Arc::new(Mutex::new(Vec::new()));
+    let (signal, mut waits) = mpsc::unbounded();
+    let sleeps = Sleeps {
+        seen: Arc::new(Mutex::new(Vec::new())),
+        signal,
+    };
     let runtime = Recording {
         inner: clock.runtime(T::runtime()),
         sleeps: sleeps.clone(),
@@ -1017,10 +1083,16 @@ pub async fn r15_same_events_and_delays_as_bare_machine<T: TestRuntime>() {
             log.seen.push(event);
         }
     }
+    // The last wait starts once the last `Disconnected` handler has returned: wait for it
+    // before `close` cancels it.
+    while sleeps.seen.lock().unwrap().len() < expected_delays.len() {
+        let next = std::future::poll_fn(|cx| Pin::new(&mut waits).poll_next(cx));
+        bounded::<T, _>(next, "the driver to wait on its next retry timer").await;
+    }
     pc.close().await;
     let events = log.rest().await;
     assert_eq!(events[..expected_events.len()], expected_events[..]);
-    let delays = sleeps.lock().unwrap().clone();
+    let delays = sleeps.seen.lock().unwrap().clone();
     assert_eq!(delays[..expected_delays.len()], expected_delays[..]);
 }
 
