@@ -340,8 +340,7 @@ where
                 pending: CAPACITY - self.queue.free(),
             });
         }
-        // Built only on a refusal: `expecting()` is a match of its own.
-        let unexpected = || InputError::Unexpected {
+        let unexpected = InputError::Unexpected {
             got,
             expected: self.expecting(),
         };
@@ -364,22 +363,22 @@ where
             }
             Input::EventHandled => match self.wait {
                 Wait::Handler(_) => Ok(()),
-                _ => Err(unexpected()),
+                _ => Err(unexpected),
             },
             Input::RetryDelay(_) => match self.wait {
                 Wait::RetryDelay => Ok(()),
-                _ => Err(unexpected()),
+                _ => Err(unexpected),
             },
             Input::ConnectionClosed { attempt } => match &self.current {
                 Some((_, made_by)) if made_by == attempt && !self.closed_during_handler => Ok(()),
                 // Already reported closed: a duplicate.
-                Some((_, made_by)) if made_by == attempt => Err(unexpected()),
+                Some((_, made_by)) if made_by == attempt => Err(unexpected),
                 Some(_) => Err(InputError::UnknownAttempt {
                     got,
                     attempt: *attempt,
                     current: AttemptId(self.attempt),
                 }),
-                None => Err(unexpected()),
+                None => Err(unexpected),
             },
             Input::UptimeReached { attempt } => match &self.current {
                 Some((_, made_by))
@@ -392,7 +391,7 @@ where
                     attempt: *attempt,
                     current: AttemptId(self.attempt),
                 }),
-                _ => Err(unexpected()),
+                _ => Err(unexpected),
             },
             Input::Close
             | Input::Abort
@@ -876,10 +875,11 @@ pub fn error_key<T: Debug + ?Sized>(error: &T) -> u64 {
             let bytes = s.as_bytes();
             let mut chunks = bytes.chunks_exact(8);
             for chunk in &mut chunks {
-                // One load; the same word as the tail's fold below would make.
-                let mut word = [0u8; 8];
-                word.copy_from_slice(chunk);
-                self.mix(u64::from_le_bytes(word));
+                let word = chunk
+                    .iter()
+                    .rev()
+                    .fold(0u64, |w, b| (w << 8) | u64::from(*b));
+                self.mix(word);
             }
             let tail = chunks
                 .remainder()

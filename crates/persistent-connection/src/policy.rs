@@ -138,7 +138,7 @@ impl Jitter {
     /// The smallest and the largest delay this jitter can make of `delay`.
     pub fn bounds(self, delay: Duration) -> (Duration, Duration) {
         let d = clamp_nanos(delay);
-        let spread = percent_of(d, self.percent());
+        let spread = d * self.percent() / 100;
         (from_nanos(d - spread), from_nanos(d + spread))
     }
 
@@ -153,7 +153,7 @@ impl Jitter {
         let draw = draw();
         // 31 bits of magnitude, 1 bit of sign: d * frac with frac uniform in [0, 1).
         let scaled = (d * u128::from(draw >> 1)) >> 31;
-        let distance = percent_of(scaled, pct);
+        let distance = scaled * pct / 100;
         if draw & 1 == 0 {
             from_nanos(d - distance)
         } else {
@@ -179,21 +179,8 @@ fn clamp_nanos(d: Duration) -> u128 {
     d.as_nanos().min(u128::from(u64::MAX))
 }
 
-/// `n * pct / 100` for `pct <= 100`. A `u128` division is a call to a slow routine; delays
-/// below about 5.8 years (every real one) take the `u64` path, same result.
-fn percent_of(n: u128, pct: u128) -> u128 {
-    match (u64::try_from(n), u64::try_from(pct)) {
-        (Ok(n), Ok(pct)) if n <= u64::MAX / 100 => u128::from(n * pct / 100),
-        _ => n * pct / 100,
-    }
-}
-
 fn from_nanos(n: u128) -> Duration {
     const NANOS_PER_SEC: u128 = 1_000_000_000;
-    // The common case without a `u128` division (same result).
-    if let Ok(n) = u64::try_from(n) {
-        return Duration::from_nanos(n);
-    }
     // `n` is at most 2 * u64::MAX, so the seconds fit in a u64.
     let secs = u64::try_from(n / NANOS_PER_SEC).unwrap_or(u64::MAX);
     // The remainder is below 10^9, so it fits in a u32.
