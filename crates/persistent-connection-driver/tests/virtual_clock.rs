@@ -61,11 +61,25 @@ fn a_virtual_runtime_gives_timers_on_its_clock() {
     assert_eq!(clock.next_deadline(), Some(Duration::from_secs(1)));
     clock.advance(Duration::from_secs(1));
     assert!(ready(timer.as_mut()));
+    // Two made for the same deadline wait apart.
+    let mut same = [
+        runtime.timer(Duration::from_secs(1)),
+        runtime.timer(Duration::from_secs(1)),
+    ];
+    assert!(!ready(same[0].as_mut()) && !ready(same[1].as_mut()));
+    assert_eq!(clock.pending_timers(), 2, "two timers, not one");
+    clock.advance(Duration::from_secs(1));
+    assert!(ready(same[0].as_mut()) && ready(same[1].as_mut()));
+    assert_eq!(clock.pending_timers(), 0);
     // Moved before its first poll: pending from the move.
     let mut fresh = runtime.timer(Duration::from_secs(9));
     assert!(fresh.as_mut().reset(Duration::from_secs(2)));
     assert_eq!(clock.pending_timers(), 1);
-    assert_eq!(clock.next_deadline(), Some(Duration::from_secs(3)));
+    assert_eq!(
+        clock.next_deadline(),
+        Some(Duration::from_secs(4)),
+        "2 s after the clock's 2 s"
+    );
 }
 
 #[test]
@@ -91,6 +105,13 @@ fn a_runtime_without_resettable_timers_says_so() {
         !AtOnce.can_hold_timers(),
         "by default the driver arms every timer: `now` may be another clock"
     );
+    // The driver holds its runtime as an `Arc<dyn Runtime>`: the answer goes through.
+    let shared: std::sync::Arc<dyn Runtime> = std::sync::Arc::new(AtOnce);
+    assert!(!shared.can_hold_timers());
+    let clock = VirtualClock::new();
+    let shared: std::sync::Arc<dyn Runtime> = std::sync::Arc::new(clock.runtime(AtOnce));
+    assert!(shared.can_hold_timers());
+    assert_eq!(shared.now(), clock.instant());
 }
 
 #[test]

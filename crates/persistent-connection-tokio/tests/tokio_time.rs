@@ -138,6 +138,43 @@ async fn r7_connected_holds_back_its_retry_timer() {
     conn.close().await;
 }
 
+/// A runtime that does not say its `now` is its timers' clock (here it is, but the driver
+/// cannot know): every retry timer is armed when it starts, as before timers were held.
+struct Eager(persistent_connection_tokio::VirtualRuntime<Tokio>);
+
+impl Runtime for Eager {
+    fn spawn(&self, task: persistent_connection_tokio::BoxFuture<()>) {
+        self.0.spawn(task)
+    }
+    fn sleep(&self, duration: Duration) -> persistent_connection_tokio::BoxFuture<()> {
+        self.0.sleep(duration)
+    }
+    fn now(&self) -> std::time::Instant {
+        self.0.now()
+    }
+}
+
+/// R7 on a runtime that cannot hold timers: the retry timer is armed while connected.
+#[tokio::test]
+async fn r7_runtime_that_cannot_hold_timers_arms_them() {
+    let clock = VirtualClock::new();
+    let conn = builder(
+        "eager",
+        || async { Ok::<_, String>("service") },
+        |_addr, _ctx| async { Ok::<_, String>(CloseSignal::new()) },
+    )
+    .runtime(Eager(clock.runtime(Tokio::current())))
+    .retry_policy(Backoff::Constant(Duration::from_secs(10)))
+    .jitter(Jitter::Off)
+    .spawn();
+    let _first = tokio::time::timeout(Duration::from_secs(5), conn.connected())
+        .await
+        .expect("the first connection");
+    assert_eq!(clock.pending_timers(), 1, "the retry timer is armed");
+    assert_eq!(clock.next_deadline(), Some(Duration::from_secs(10)));
+    conn.close().await;
+}
+
 /// R8, R11 across threads: waiters on other worker threads see the connection, and a
 /// close from another thread wakes the `Closed` form.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
