@@ -732,7 +732,12 @@ async fn connect_timeout_drops_each_hung_dial() {
     .jitter(Jitter::Off)
     .spawn();
     for _ in 0..3 {
-        match pc.connected_or_failed_to_connect().await {
+        // Bounded on paused time (a timer that is never armed would hang it otherwise).
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(60), pc.connected_or_failed_to_connect())
+                .await
+                .expect("the attempt's connect timeout to fire within 60 s of paused time");
+        match outcome {
             Err(ConnectError::Attempt(AttemptError::TimedOut(after))) => {
                 assert_eq!(after, Duration::from_secs(1))
             }

@@ -44,7 +44,10 @@ async fn r7_default_delay_on_paused_tokio_time() {
     .jitter(Jitter::Off)
     .spawn();
 
-    let first = conn.connected().await;
+    // Bounded on paused time (a retry timer that is never armed would hang it otherwise).
+    let first = tokio::time::timeout(Duration::from_secs(60), conn.connected())
+        .await
+        .expect("connected within 60 s of paused time: two retries of 10 s");
     let t = starts.lock().unwrap().clone();
     assert_eq!(t.len(), 3);
     assert_eq!(t[1] - t[0], Duration::from_secs(10));
