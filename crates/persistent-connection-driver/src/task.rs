@@ -192,14 +192,9 @@ where
                     false => None,
                 };
                 match deadline {
-                    Some(deadline) => {
-                        if self.retry_sleep.is_none() {
-                            // Made (not armed) with the first timer, so that a runtime
-                            // without timers fails at the first attempt, not the first retry.
-                            self.retry_sleep = Some(self.runtime.timer(delay));
-                        }
-                        self.timer = Some((timer, Some(deadline)));
-                    }
+                    // The sleep itself is made when first armed: a connection whose first
+                    // attempt succeeds and outlives its delay never has one.
+                    Some(deadline) => self.timer = Some((timer, Some(deadline))),
                     None => self.arm(timer, delay),
                 }
             }

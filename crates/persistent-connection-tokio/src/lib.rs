@@ -74,15 +74,24 @@ impl Tokio {
     /// The runtime this is called from.
     ///
     /// # Panics
-    /// Outside a Tokio runtime (as `tokio::spawn` does).
+    /// Outside a Tokio runtime (as `tokio::spawn` does), and in one built without timers
+    /// (`enable_time`), as its first sleep would.
     pub fn current() -> Self {
-        Tokio {
-            handle: tokio::runtime::Handle::current(),
-        }
+        Self::from_handle(tokio::runtime::Handle::current())
     }
 
     /// A specific runtime.
+    ///
+    /// # Panics
+    /// If it was built without timers (`enable_time`).
     pub fn from_handle(handle: tokio::runtime::Handle) -> Self {
+        // Tokio's first sleep panics on such a runtime; the driver makes its retry timer
+        // only when an attempt first waits for it, so say it now rather than then. Making
+        // a sleep registers nothing: this costs no timer.
+        {
+            let _inside = handle.enter();
+            drop(tokio::time::sleep(Duration::ZERO));
+        }
         Tokio { handle }
     }
 }

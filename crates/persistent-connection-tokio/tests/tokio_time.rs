@@ -19,6 +19,29 @@ fn r13_handle_is_clone_send_sync() {
     );
 }
 
+/// A runtime built without timers is refused when the adapter is made, with Tokio's own
+/// message, not later at the first retry (the driver makes its retry timer only then).
+#[test]
+fn a_runtime_without_timers_is_refused_at_once() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let handle = runtime.handle().clone();
+    let refused = std::panic::catch_unwind(move || Tokio::from_handle(handle))
+        .expect_err("a runtime without timers is refused");
+    let message = refused
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| refused.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    assert!(message.contains("timers are disabled"), "{message}");
+    let timed = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime with timers");
+    let _accepted = Tokio::from_handle(timed.handle().clone());
+}
+
 /// R7 on paused Tokio time: with the seed's default policy (10 s, jitter off here), each
 /// failed attempt starts 10 s after the previous one, and a connection that lived longer
 /// than the delay is redialled at once when it dies.
