@@ -1,12 +1,19 @@
 //! The context `connect` is given with each attempt (the newer upstream interface's).
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::Weak;
 
 use persistent_connection::AttemptId;
 
-/// The `abort` of every attempt's context: made once per persistent connection.
-pub(crate) type AbortFn<E> = Arc<dyn Fn(E) + Send + Sync>;
+/// What an attempt's context stops: the persistent connection's shared state.
+pub(crate) trait Abort<E>: Send + Sync {
+    /// Stops it for good with `reason` (R12).
+    fn abort(&self, reason: E);
+}
+
+/// The `abort` of every attempt's context: a weak pointer to the persistent connection
+/// itself, so it costs no allocation of its own and does not keep the connection alive.
+pub(crate) type AbortFn<E> = Weak<dyn Abort<E>>;
 
 /// Lets `connect` see which attempt it is making and give up for good (R12).
 pub struct AttemptContext<E> {
@@ -38,7 +45,10 @@ impl<E> AttemptContext<E> {
     /// attempt makes is closed at once; waiters get
     /// [`Stopped::Aborted(reason)`](crate::error::Stopped::Aborted).
     pub fn abort(&self, reason: E) {
-        (self.abort)(reason)
+        // Once the persistent connection is gone there is nothing left to stop.
+        if let Some(target) = self.abort.upgrade() {
+            target.abort(reason);
+        }
     }
 }
 

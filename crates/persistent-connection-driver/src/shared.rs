@@ -10,13 +10,13 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use persistent_connection::{Command, Input, Machine, State, StopKind};
 
 use crate::connection::{Connection, Ending};
-use crate::context::AbortFn;
+use crate::context::{Abort, AbortFn};
 use crate::error::{AttemptError, ConnectError, DriverEvent, Stopped};
 use crate::runtime::Runtime;
 use crate::stats::{Counters, Stats};
@@ -468,12 +468,19 @@ where
         A: Send + Sync + 'static,
         E: Send + Sync + 'static,
     {
-        let weak: Weak<Self> = Arc::downgrade(self);
-        Arc::new(move |reason| {
-            if let Some(shared) = weak.upgrade() {
-                shared.request_stop(StopRequest::Abort(reason));
-            }
-        })
+        // The same allocation as the handles' `Arc`: nothing made for it.
+        Arc::downgrade(self) as AbortFn<E>
+    }
+}
+
+impl<A, C, E> Abort<E> for Shared<A, C, E>
+where
+    A: Clone + PartialEq + Send + Sync,
+    C: Connection,
+    E: fmt::Debug + Send + Sync,
+{
+    fn abort(&self, reason: E) {
+        self.request_stop(StopRequest::Abort(reason));
     }
 }
 
