@@ -265,29 +265,32 @@ impl VirtualClock {
 
     /// A sleep that counts as pending only once it is polled or moved.
     fn unregistered_sleep(&self, duration: Duration) -> Sleep {
-        let mut state = self.lock();
-        let id = state.next_id;
-        state.next_id += 1;
+        let key = Self::new_key(&mut self.lock(), duration);
         Sleep {
             clock: self.clone(),
-            key: (state.now.saturating_add(duration), id),
+            key,
         }
+    }
+
+    /// The key of a sleep made now for `duration`: its deadline and a fresh id.
+    fn new_key(state: &mut ClockState, duration: Duration) -> (Duration, u64) {
+        let id = state.next_id;
+        state.next_id += 1;
+        (state.now.saturating_add(duration), id)
     }
 
     /// A future that completes once the clock has moved `duration` past now.
     pub fn sleep(&self, duration: Duration) -> Sleep {
         let mut state = self.lock();
-        let id = state.next_id;
-        state.next_id += 1;
-        let deadline = state.now.saturating_add(duration);
-        if deadline > state.now {
-            state.timers.insert((deadline, id), None);
+        let key = Self::new_key(&mut state, duration);
+        if key.0 > state.now {
+            state.timers.insert(key, None);
             drop(state);
             self.inner.timer_set.notify(usize::MAX);
         }
         Sleep {
             clock: self.clone(),
-            key: (deadline, id),
+            key,
         }
     }
 }
@@ -337,14 +340,12 @@ impl Timer for Sleep {
         let moved = {
             let mut state = self.clock.lock();
             state.timers.remove(&self.key);
-            let id = state.next_id;
-            state.next_id += 1;
-            let deadline = state.now.saturating_add(duration);
-            let waiting = deadline > state.now;
+            let key = VirtualClock::new_key(&mut state, duration);
+            let waiting = key.0 > state.now;
             if waiting {
-                state.timers.insert((deadline, id), None);
+                state.timers.insert(key, None);
             }
-            ((deadline, id), waiting)
+            (key, waiting)
         };
         self.key = moved.0;
         if moved.1 {

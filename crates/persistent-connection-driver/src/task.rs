@@ -187,11 +187,11 @@ where
                 self.feed(Input::RetryDelay(delay));
             }
             Command::StartTimer { timer, delay } => {
-                let deadline = match self.runtime.can_hold_timers() {
-                    true => self.runtime.now().checked_add(delay),
-                    false => None,
-                };
-                match deadline {
+                let held = self.runtime.can_hold_timers();
+                match held
+                    .then(|| self.runtime.now().checked_add(delay))
+                    .flatten()
+                {
                     // The sleep itself is made when first armed: a connection whose first
                     // attempt succeeds and outlives its delay never has one.
                     Some(deadline) => self.timer = Some((timer, Some(deadline))),
