@@ -118,7 +118,9 @@ async fn r7_connected_holds_back_its_retry_timer() {
     .jitter(Jitter::Off)
     .spawn();
 
-    let first = conn.connected().await;
+    let first = tokio::time::timeout(Duration::from_secs(5), conn.connected())
+        .await
+        .expect("the first connection");
     assert_eq!(clock.pending_timers(), 0, "connected: no retry timer armed");
     // Dies young, 4 s into its attempt's 10 s: the next cycle waits for the other 6 s.
     clock.advance(Duration::from_secs(4));

@@ -333,6 +333,16 @@ struct Sleeps {
 }
 
 impl Sleeps {
+    /// An empty record, and the receiving end of its signal.
+    fn new() -> (Self, mpsc::UnboundedReceiver<()>) {
+        let (signal, waits) = mpsc::unbounded();
+        let sleeps = Sleeps {
+            seen: Arc::new(Mutex::new(Vec::new())),
+            signal,
+        };
+        (sleeps, waits)
+    }
+
     fn record(&self, duration: Duration) {
         self.seen.lock().unwrap().push(duration);
         let _ = self.signal.unbounded_send(());
@@ -1016,11 +1026,7 @@ impl Connection for Scripted {
 pub async fn r15_same_events_and_delays_as_bare_machine<T: TestRuntime>() {
     const SEED: u64 = 42;
     let clock = VirtualClock::new();
-    let (signal, mut waits) = mpsc::unbounded();
-    let sleeps = Sleeps {
-        seen: Arc::new(Mutex::new(Vec::new())),
-        signal,
-    };
+    let (sleeps, mut waits) = Sleeps::new();
     let runtime = Recording {
         inner: clock.runtime(T::runtime()),
         sleeps: sleeps.clone(),

@@ -241,11 +241,7 @@ pub async fn r19_flapping_server_backoff_grows_only_with_min_uptime<T: TestRunti
         let server = Server::start(Mode::GreetThenClose);
         let catalog = Catalog::new(server.addr());
         let clock = VirtualClock::new();
-        let (signal, _waits) = mpsc::unbounded();
-        let sleeps = Sleeps {
-            seen: Arc::new(Mutex::new(Vec::new())),
-            signal,
-        };
+        let (sleeps, _waits) = Sleeps::new();
         let runtime = Recording {
             inner: clock.runtime(T::runtime()),
             sleeps: sleeps.clone(),
