@@ -88,10 +88,25 @@ fn main() {
         }
         return;
     }
-    let sizes: &[usize] = if full_run() {
-        &[1_000, 5_000, 10_000, 15_000, 100_000]
-    } else {
-        &[200]
+    let sizes: Vec<usize> = match std::env::var("MEMORY_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .expect("MEMORY_SIZES: a comma-separated list of counts")
+            })
+            .collect(),
+        Err(_) if full_run() => vec![1_000, 5_000, 10_000, 15_000, 100_000],
+        Err(_) => vec![200],
+    };
+    // A part of the kinds, for a quick look: every kind whose name contains one of these.
+    let only: Option<Vec<String>> = std::env::var("MEMORY_KINDS")
+        .ok()
+        .map(|list| list.split(',').map(|k| k.trim().to_owned()).collect());
+    let wanted = |kind: &str| {
+        only.as_ref()
+            .is_none_or(|only| only.iter().any(|k| kind.contains(k.as_str())))
     };
     note_smoke_run();
     println!("== memory: RSS per idle connection (client process only) ==");
@@ -109,14 +124,14 @@ fn main() {
     // kind -> (N, RSS growth in bytes) for the slope.
     let mut growth: Vec<(&str, Vec<(f64, f64)>)> = KINDS.iter().map(|k| (*k, Vec::new())).collect();
     let mut traces = Vec::new();
-    for &n in sizes {
+    for &n in &sizes {
         let mut results = Vec::new();
-        for &kind in KINDS {
+        for &kind in KINDS.iter().filter(|k| wanted(k)) {
             // 100,000 sockets do not fit (fd hard limit 20,000): only the socket-less kinds.
             if n > 20_000 && !kind.contains("no socket") {
                 continue;
             }
-            let trace = n == 10_000 || (!full_run() && n == sizes[0]);
+            let trace = n == 10_000 || (!sizes.contains(&10_000) && n == sizes[0]);
             match measure(kind, n, trace) {
                 Ok((per_conn, heap, blocks)) => {
                     results.push((kind, (per_conn, heap)));
@@ -182,7 +197,9 @@ fn main() {
         );
     }
     println!();
-    wakeups(if full_run() { 1_000 } else { 20 });
+    if wanted("wake-ups") {
+        wakeups(if full_run() { 1_000 } else { 20 });
+    }
 }
 
 /// The kinds of client, in the order they are measured.

@@ -130,63 +130,120 @@ impl Flag {
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
     }
+}
 
-    /// Resolves once closed (at once if it is).
-    pub(crate) async fn wait(&self) {
-        if self.is_closed() {
-            return;
+/// Waits for a [`Flag`] held by `owner` (the future of every `closed()`): in the flag's solo
+/// slot if it is free, which allocates nothing, else on its event. A hand-written future
+/// rather than an `async` block, so that it is small (40 bytes): the driver boxes one per
+/// connection to watch it, and a `Driven`'s driving future holds one.
+pub(crate) struct FlagWait<T: ?Sized> {
+    owner: Arc<T>,
+    flag: fn(&T) -> &Flag,
+    how: How,
+}
+
+/// Where a [`FlagWait`] waits.
+enum How {
+    /// Not polled yet: it holds nothing.
+    Unpolled,
+    /// In the solo slot, which it holds until it ends or is dropped.
+    Solo,
+    /// On the event (counted in `listening`), with its listener once made.
+    Listening(Option<event_listener::EventListener>),
+    /// Resolved: it holds nothing any more.
+    Done,
+}
+
+impl<T: ?Sized> FlagWait<T> {
+    /// Waits for `flag(&owner)`.
+    pub(crate) fn new(owner: Arc<T>, flag: fn(&T) -> &Flag) -> Self {
+        FlagWait {
+            owner,
+            flag,
+            how: How::Unpolled,
         }
-        if self
-            .solo_taken
-            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            let _release = SoloSlot(self);
-            std::future::poll_fn(|cx| {
-                // Register, then look: a `close` in between wakes the registered waker.
-                self.solo.register(cx.waker());
-                if self.is_closed() {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            })
-            .await;
-            return;
+    }
+
+    /// The owner of the flag (for whoever needs it once the wait is over).
+    pub(crate) fn owner(&self) -> &Arc<T> {
+        &self.owner
+    }
+
+    /// Gives back what it holds: frees the solo slot (and drops the waker it left, which may
+    /// keep a finished task's memory alive), or counts itself out of the event's waiters.
+    fn release(&mut self) {
+        let flag = (self.flag)(&self.owner);
+        match std::mem::replace(&mut self.how, How::Done) {
+            How::Solo => {
+                drop(flag.solo.take());
+                flag.solo_taken.store(false, Ordering::SeqCst);
+            }
+            How::Listening(_) => {
+                flag.listening.fetch_sub(1, Ordering::SeqCst);
+            }
+            How::Unpolled | How::Done => {}
         }
-        self.listening.fetch_add(1, Ordering::SeqCst);
-        let _counted = Listening(self);
+    }
+}
+
+impl<T: ?Sized> Future for FlagWait<T> {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let flag = (this.flag)(&this.owner);
         loop {
-            if self.is_closed() {
-                return;
+            match &mut this.how {
+                How::Done => return Poll::Ready(()),
+                How::Unpolled => {
+                    if flag.is_closed() {
+                        this.how = How::Done;
+                        return Poll::Ready(());
+                    }
+                    this.how = if flag
+                        .solo_taken
+                        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                    {
+                        How::Solo
+                    } else {
+                        flag.listening.fetch_add(1, Ordering::SeqCst);
+                        How::Listening(None)
+                    };
+                }
+                How::Solo => {
+                    // Register, then look: a `close` in between wakes the registered waker.
+                    flag.solo.register(cx.waker());
+                    if !flag.is_closed() {
+                        return Poll::Pending;
+                    }
+                    this.release();
+                    return Poll::Ready(());
+                }
+                How::Listening(listener) => {
+                    if flag.is_closed() {
+                        this.release();
+                        return Poll::Ready(());
+                    }
+                    match listener {
+                        // Listen, then look again (the loop): a `close` after the look
+                        // above notifies this listener.
+                        None => *listener = Some(flag.event.listen()),
+                        Some(waiting) => match std::pin::Pin::new(waiting).poll(cx) {
+                            // Notified: look again, with a fresh listener if need be.
+                            Poll::Ready(()) => *listener = None,
+                            Poll::Pending => return Poll::Pending,
+                        },
+                    }
+                }
             }
-            // On the future's own state, not boxed: no allocation per wait.
-            event_listener::listener!(self.event => listener);
-            if self.is_closed() {
-                return;
-            }
-            listener.await;
         }
     }
 }
 
-/// Counts a waiter on the event out when it is done or dropped.
-struct Listening<'a>(&'a Flag);
-
-impl Drop for Listening<'_> {
+impl<T: ?Sized> Drop for FlagWait<T> {
     fn drop(&mut self) {
-        self.0.listening.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Frees the solo slot when its waiter is done or dropped, and drops the waker it left
-/// (which may keep a finished task's memory alive).
-struct SoloSlot<'a>(&'a Flag);
-
-impl Drop for SoloSlot<'_> {
-    fn drop(&mut self) {
-        drop(self.0.solo.take());
-        self.0.solo_taken.store(false, Ordering::SeqCst);
+        self.release();
     }
 }
 
@@ -224,8 +281,7 @@ impl CloseSignal {
 
     /// Resolves once [`close`](Self::close) has been called (at once if it has).
     pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
-        let inner = self.inner.clone();
-        async move { inner.flag().wait().await }
+        FlagWait::new(self.inner.clone(), |inner| inner.flag())
     }
 }
 

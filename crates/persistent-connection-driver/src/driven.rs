@@ -7,12 +7,12 @@ use std::fmt;
 use std::future::Future;
 use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use crate::catch::panic_message;
-use crate::connection::{Connection, Ending, Flag};
+use crate::connection::{Connection, Ending, Flag, FlagWait};
 use crate::runtime::{BoxFuture, Runtime};
 
 /// What a driving future may end with: nothing, or a `Result` whose error says why.
@@ -106,7 +106,11 @@ impl<H> Driven<H> {
             handle,
             dead: OnceLock::new(),
             state: DriveState {
-                pending: Mutex::new(Some(Box::pin(drive(inner.clone(), driving)))),
+                pending: Mutex::new(Some(Box::pin(Drive {
+                    inner: inner.clone(),
+                    stop: None,
+                    driving: Some(driving),
+                }))),
                 stop: Flag::default(),
                 gone: Flag::default(),
                 ending: Mutex::new(None),
@@ -147,8 +151,7 @@ impl<H> Driven<H> {
     where
         H: Send + Sync + 'static,
     {
-        let inner = self.0.clone();
-        async move { inner.state.gone.wait().await }
+        FlagWait::new(self.0.clone(), |inner| &inner.state.gone)
     }
 
     /// Whether `a` and `b` are clones of the same connection.
@@ -248,31 +251,57 @@ impl<H: Send + Sync + 'static> Connection for Driven<H> {
     }
 }
 
-/// The driving future as the persistent connection runs it: `driving` until it ends (or
-/// panics, or `close` stops it: then it is dropped, and with it the transport), then the
-/// ending recorded and the connection marked gone. It holds its connection weakly until it
-/// first runs, so a connection dropped before that is simply freed.
-async fn drive<H, F>(inner: Weak<Inner<H>>, driving: F)
+pin_project_lite::pin_project! {
+    /// The driving future as the persistent connection runs it: `driving` until it ends (or
+    /// panics, or `close` stops it: then it is dropped, and with it the transport), then the
+    /// ending recorded and the connection marked gone. It holds its connection weakly until
+    /// it first runs, so a connection dropped before that is simply freed.
+    ///
+    /// Hand-written rather than an `async fn`, whose state would hold `driving` twice (the
+    /// argument and the pinned local): it is boxed once per connection.
+    struct Drive<H, F> {
+        inner: Weak<Inner<H>>,
+        // The wait for `stop`, made (with the connection held strongly) at the first poll.
+        stop: Option<FlagWait<Inner<H>>>,
+        // `None` once it has ended or was dropped.
+        #[pin]
+        driving: Option<F>,
+    }
+}
+
+impl<H, F> Future for Drive<H, F>
 where
     F: Future,
     F::Output: DriveOutput,
 {
-    let Some(inner) = inner.upgrade() else {
-        return;
-    };
-    let ending = {
-        let mut driving = pin!(driving);
-        let mut stop = pin!(inner.state.stop.wait());
-        std::future::poll_fn(|cx| {
-            match catch_unwind(AssertUnwindSafe(|| driving.as_mut().poll(cx))) {
-                Ok(Poll::Ready(output)) => return Poll::Ready(output.into_ending()),
-                Ok(Poll::Pending) => {}
-                Err(payload) => return Poll::Ready(Ending::Panicked(panic_message(payload))),
-            }
-            stop.as_mut().poll(cx).map(|()| Ending::Closed)
-        })
-        .await
-        // The driving future, and so the transport, is dropped here.
-    };
-    inner.state.end(ending);
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        if this.stop.is_none() {
+            let Some(inner) = this.inner.upgrade() else {
+                // The connection is gone: nobody wants it driven.
+                this.driving.set(None);
+                return Poll::Ready(());
+            };
+            *this.stop = Some(FlagWait::new(inner, |inner| &inner.state.stop));
+        }
+        let Some(driving) = this.driving.as_mut().as_pin_mut() else {
+            return Poll::Ready(());
+        };
+        let ending = match catch_unwind(AssertUnwindSafe(|| driving.poll(cx))) {
+            Ok(Poll::Ready(output)) => output.into_ending(),
+            Err(payload) => Ending::Panicked(panic_message(payload)),
+            Ok(Poll::Pending) => match this.stop.as_mut().map(|stop| Pin::new(stop).poll(cx)) {
+                Some(Poll::Ready(())) => Ending::Closed,
+                _ => return Poll::Pending,
+            },
+        };
+        // The driving future, and so the transport, is dropped before the end is told.
+        this.driving.set(None);
+        if let Some(stop) = this.stop.take() {
+            stop.owner().state.end(ending);
+        }
+        Poll::Ready(())
+    }
 }

@@ -96,6 +96,11 @@ impl<A, C, E> Shared<A, C, E> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The runtime the connection runs on (its task's, and the statistics' clock).
+    pub(crate) fn runtime(&self) -> &dyn Runtime {
+        &*self.runtime
+    }
+
     pub(crate) fn server_name(&self) -> &Arc<str> {
         &self.server_name
     }

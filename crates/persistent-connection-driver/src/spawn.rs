@@ -25,7 +25,7 @@ where
         let seed = self.seed.unwrap_or_else(random_seed);
         let machine = Machine::new(self.config, seed);
         let shared = Shared::new(self.server_name, self.runtime.clone(), machine, self.events);
-        let task = Task::new(shared.clone(), self.runtime.clone(), self.hooks);
+        let task = Task::new(shared.clone(), self.hooks);
         // Every event and health report of this connection is inside one span naming it.
         #[cfg(feature = "tracing")]
         let task = tracing::Instrument::instrument(

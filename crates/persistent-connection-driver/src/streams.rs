@@ -86,9 +86,11 @@ impl Stream for StateChanges {
 
 /// A broadcast channel made on first subscription, so that a persistent connection nobody
 /// watches allocates nothing for it. Sending before anyone subscribed costs one check.
+/// 24 bytes in every persistent connection (the channel's two ends are boxed with it, on
+/// the first subscription).
 pub(crate) struct Lazy<T> {
-    channel: OnceLock<(Sender<T>, InactiveReceiver<T>)>,
-    capacity: usize,
+    channel: OnceLock<Box<(Sender<T>, InactiveReceiver<T>)>>,
+    capacity: u32,
     closed: AtomicBool,
 }
 
@@ -97,19 +99,20 @@ impl<T: Clone> Lazy<T> {
     pub(crate) fn new(capacity: usize) -> Self {
         Lazy {
             channel: OnceLock::new(),
-            capacity,
+            // No buffer of 4 billion items fits anyway.
+            capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
             closed: AtomicBool::new(false),
         }
     }
 
     /// A receiver of everything sent from now on (made at once, ended if closed).
     pub(crate) fn subscribe(&self) -> Receiver<T> {
-        let (sender, keep) = self.channel.get_or_init(|| {
-            let (mut sender, receiver) = async_broadcast::broadcast(self.capacity);
+        let (sender, keep) = &**self.channel.get_or_init(|| {
+            let (mut sender, receiver) = async_broadcast::broadcast(self.capacity as usize);
             // A slow subscriber loses the oldest items; nobody is ever waited for.
             sender.set_overflow(true);
             sender.set_await_active(false);
-            (sender, receiver.deactivate())
+            Box::new((sender, receiver.deactivate()))
         });
         let receiver = keep.activate_cloned();
         // Closed before or while we made it: the new subscriber sees the end at once.
@@ -121,7 +124,8 @@ impl<T: Clone> Lazy<T> {
 
     /// Sends a clone of `item` to the subscribers, if there are any; never waits.
     pub(crate) fn send(&self, item: &T) {
-        if let Some((sender, _)) = self.channel.get() {
+        if let Some(channel) = self.channel.get() {
+            let sender = &channel.0;
             if sender.receiver_count() > 0 {
                 let _ = sender.try_broadcast(item.clone());
             }
@@ -131,8 +135,8 @@ impl<T: Clone> Lazy<T> {
     /// Ends every stream, present and future.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        if let Some((sender, _)) = self.channel.get() {
-            sender.close();
+        if let Some(channel) = self.channel.get() {
+            channel.0.close();
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::context::{AbortFn, AttemptContext};
 use crate::error::{AttemptError, Callback, DriverEvent, PanicReport};
 use crate::health::{Monitor, Verdict};
 use crate::hooks::{Hooks, Outcome};
-use crate::runtime::{BoxFuture, BoxTimer, Runtime};
+use crate::runtime::{BoxFuture, BoxTimer};
 use crate::shared::{DriverCommand, DriverInput, Next, Shared};
 
 /// How many steps the task takes in one poll before it yields to other tasks, so that a
@@ -37,8 +37,8 @@ where
     C: Connection,
     E: fmt::Debug,
 {
+    /// Also where the runtime is (`Shared::runtime`): one pointer fewer per connection.
     shared: Arc<Shared<A, C, E>>,
-    runtime: Arc<dyn Runtime>,
     hooks: Hooks<A, C, E>,
     /// The attempt whose fetch or dial is in flight (its future is in `Hooks::attempts`).
     op: Option<AttemptId>,
@@ -73,15 +73,10 @@ where
     C: Connection,
     E: fmt::Debug + fmt::Display + Send + Sync + 'static,
 {
-    pub(crate) fn new(
-        shared: Arc<Shared<A, C, E>>,
-        runtime: Arc<dyn Runtime>,
-        hooks: Hooks<A, C, E>,
-    ) -> Self {
+    pub(crate) fn new(shared: Arc<Shared<A, C, E>>, hooks: Hooks<A, C, E>) -> Self {
         Task {
             abort: shared.abort_fn(),
             shared,
-            runtime,
             hooks,
             op: None,
             handler: None,
@@ -152,7 +147,8 @@ where
                         self.watch = Some((attempt, conn.clone(), closed));
                         if let Some(health) = &self.hooks.health {
                             let check = &health.0;
-                            let monitor = Monitor::start(conn.clone(), *check, &*self.runtime);
+                            let monitor =
+                                Monitor::start(conn.clone(), *check, self.shared.runtime());
                             self.health = Some(Box::new((attempt, monitor)));
                         }
                     }
@@ -187,9 +183,9 @@ where
                 self.feed(Input::RetryDelay(delay));
             }
             Command::StartTimer { timer, delay } => {
-                let held = self.runtime.can_hold_timers();
+                let held = self.shared.runtime().can_hold_timers();
                 match held
-                    .then(|| self.runtime.now().checked_add(delay))
+                    .then(|| self.shared.runtime().now().checked_add(delay))
                     .flatten()
                 {
                     // The sleep itself is made when first armed: a connection whose first
@@ -199,7 +195,7 @@ where
                 }
             }
             Command::StartUptimeTimer { attempt, delay } => {
-                self.uptime = Some((attempt, self.runtime.sleep(delay)));
+                self.uptime = Some((attempt, self.shared.runtime().sleep(delay)));
             }
             Command::FetchAddress { attempt } => {
                 self.shared.note_attempt();
@@ -249,7 +245,7 @@ where
             None => false,
         };
         if !moved {
-            self.retry_sleep = Some(self.runtime.timer(delay));
+            self.retry_sleep = Some(self.shared.runtime().timer(delay));
         }
     }
 
@@ -259,7 +255,7 @@ where
         let Some((timer, Some(deadline))) = self.timer else {
             return false;
         };
-        let now = self.runtime.now();
+        let now = self.shared.runtime().now();
         if now >= deadline {
             self.timer = None;
             self.feed(Input::TimerFired(timer));
@@ -293,7 +289,7 @@ where
                         .ok()
                         .flatten()
                     {
-                        self.runtime.spawn(driving);
+                        self.shared.runtime().spawn(driving);
                     }
                 }
                 Input::Dialed { attempt, result }
@@ -332,7 +328,7 @@ where
         let (Some(health), Some(hook)) = (&mut self.health, &self.hooks.health) else {
             return false;
         };
-        let Poll::Ready(verdict) = health.1.poll(cx, &*hook.1, &*self.runtime) else {
+        let Poll::Ready(verdict) = health.1.poll(cx, &*hook.1, self.shared.runtime()) else {
             return false;
         };
         let Verdict::Failed {
@@ -437,7 +433,7 @@ where
             // if the runtime still can.
             let _ = catch_unwind(AssertUnwindSafe(|| {
                 let close = conn.close();
-                self.runtime.spawn(Box::pin(close));
+                self.shared.runtime().spawn(Box::pin(close));
             }));
         }
     }
