@@ -12,37 +12,41 @@ use crate::shared::{Shared, StopRequest};
 use crate::stats::Stats;
 use crate::streams::{Events, StateChanges};
 
-/// What every clone of a handle shares: the state, and the duty to close it when the last
-/// clone goes (R13). A weak handle points here too, without keeping it.
-struct Handle<A, C, E> {
-    shared: Arc<Shared<A, C, E>>,
-}
-
-impl<A, C, E> Drop for Handle<A, C, E> {
-    fn drop(&mut self) {
-        self.shared.close_on_drop();
-    }
-}
-
 /// A connection to a service that is kept alive: looked up, dialled, handed out, watched,
 /// and dialled again when it dies, until closed.
 ///
 /// Cheap to clone (`Clone + Send + Sync`); every clone is the same persistent connection.
 /// Dropping the last clone closes it (R13). Every future it returns is cancel-safe:
 /// dropping one loses nothing.
-pub struct PersistentConnection<A, C, E>(Arc<Handle<A, C, E>>);
+pub struct PersistentConnection<A, C, E> {
+    /// The shared state, which counts the handles: the last one to go closes (R13). A weak
+    /// handle points here too, without being counted. (The count lives in the shared state
+    /// rather than in an `Arc` of its own: one allocation fewer per connection.)
+    shared: Arc<Shared<A, C, E>>,
+}
 
 impl<A, C, E> Clone for PersistentConnection<A, C, E> {
     fn clone(&self) -> Self {
-        PersistentConnection(self.0.clone())
+        self.shared.add_handle();
+        PersistentConnection {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<A, C, E> Drop for PersistentConnection<A, C, E> {
+    fn drop(&mut self) {
+        if self.shared.drop_handle() {
+            self.shared.close_on_drop();
+        }
     }
 }
 
 impl<A, C, E> fmt::Debug for PersistentConnection<A, C, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PersistentConnection")
-            .field("server_name", self.0.shared.server_name())
-            .field("state", &self.0.shared.state())
+            .field("server_name", self.shared.server_name())
+            .field("state", &self.shared.state())
             .finish()
     }
 }
@@ -53,12 +57,13 @@ where
     C: Connection,
     E: fmt::Debug + fmt::Display + Send + Sync + 'static,
 {
+    /// The first handle of `shared` (whose count of handles starts at one).
     pub(crate) fn new(shared: Arc<Shared<A, C, E>>) -> Self {
-        PersistentConnection(Arc::new(Handle { shared }))
+        PersistentConnection { shared }
     }
 
     fn shared(&self) -> &Shared<A, C, E> {
-        &self.0.shared
+        &self.shared
     }
 
     /// The name given at creation, for logs.
@@ -84,7 +89,7 @@ where
     pub fn connected_or_closed(
         &self,
     ) -> impl Future<Output = Result<C, Stopped<E>>> + Send + 'static + use<A, C, E> {
-        self.0.shared.wait_connected()
+        self.shared.wait_connected()
     }
 
     /// `Ok(current)` at once when connected and the connection is not closed;
@@ -94,7 +99,7 @@ where
     pub fn connected_or_failed_to_connect(
         &self,
     ) -> impl Future<Output = Result<C, ConnectError<E>>> + Send + 'static + use<A, C, E> {
-        self.0.shared.wait_outcome()
+        self.shared.wait_outcome()
     }
 
     /// The current connection, if any, without waiting (R10). It may have closed a moment
@@ -115,7 +120,7 @@ where
 
     /// Resolves when the close has finished, without starting one.
     pub fn close_finished(&self) -> impl Future<Output = ()> + Send + 'static + use<A, C, E> {
-        self.0.shared.finished()
+        self.shared.finished()
     }
 
     /// Whether `close` (or an abort, or `close_when_current_connection_is_closed`) has been
@@ -176,18 +181,24 @@ where
     /// A handle that does not keep the persistent connection alive (R13): for callbacks
     /// that need to reach it (a strong handle inside `on_event` would keep it open forever).
     pub fn downgrade(&self) -> WeakPersistentConnection<A, C, E> {
-        WeakPersistentConnection(Arc::downgrade(&self.0))
+        WeakPersistentConnection(Arc::downgrade(&self.shared))
     }
 }
 
 /// A [`PersistentConnection`] that does not keep it alive; [`upgrade`](Self::upgrade) it
 /// to use it.
-pub struct WeakPersistentConnection<A, C, E>(Weak<Handle<A, C, E>>);
+pub struct WeakPersistentConnection<A, C, E>(Weak<Shared<A, C, E>>);
 
 impl<A, C, E> WeakPersistentConnection<A, C, E> {
     /// The persistent connection, while some handle still keeps it alive.
     pub fn upgrade(&self) -> Option<PersistentConnection<A, C, E>> {
-        self.0.upgrade().map(PersistentConnection)
+        let shared = self.0.upgrade()?;
+        // Made only once counted: a handle that was never counted must not be dropped.
+        if shared.try_add_handle() {
+            Some(PersistentConnection { shared })
+        } else {
+            None
+        }
     }
 }
 
@@ -196,7 +207,10 @@ impl<A, C, E> WeakPersistentConnection<A, C, E> {
 impl<A, C, E> fmt::Debug for WeakPersistentConnection<A, C, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WeakPersistentConnection")
-            .field("alive", &(self.0.strong_count() > 0))
+            .field(
+                "alive",
+                &self.0.upgrade().is_some_and(|shared| shared.has_handles()),
+            )
             .finish()
     }
 }

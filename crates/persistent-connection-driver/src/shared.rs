@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -59,6 +60,9 @@ pub(crate) struct Shared<A, C, E> {
     /// `request_stop(Close)`, made where the type's bounds hold, so that dropping the last
     /// handle (whose type has no bounds) can close (R13).
     close: fn(&Self),
+    /// How many `PersistentConnection` handles there are: the last one to go closes (R13);
+    /// once none are left, none can be made again (a weak handle no longer upgrades).
+    handles: AtomicUsize,
     inner: Mutex<Inner<A, C, E>>,
     /// Notified when the task has finished (`close_finished`). Only then: a notify
     /// allocates the listener list, which nobody may need.
@@ -113,6 +117,32 @@ impl<A, C, E> Shared<A, C, E> {
     pub(crate) fn close_on_drop(&self) {
         (self.close)(self)
     }
+
+    /// A handle was cloned from a live one.
+    pub(crate) fn add_handle(&self) {
+        // As `Arc::clone`: the new handle comes from a live one, so nothing to order.
+        self.handles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A weak handle is upgrading: counts one more handle, unless none is left (then the
+    /// persistent connection is closing, and stays without handles).
+    pub(crate) fn try_add_handle(&self) -> bool {
+        self.handles
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
+                (n > 0).then(|| n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A handle went away; true if it was the last.
+    pub(crate) fn drop_handle(&self) -> bool {
+        self.handles.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// Whether some handle is still alive.
+    pub(crate) fn has_handles(&self) -> bool {
+        self.handles.load(Ordering::Acquire) > 0
+    }
 }
 
 impl<A, C, E> Shared<A, C, E>
@@ -132,6 +162,8 @@ where
             server_name,
             runtime,
             close: |shared| shared.request_stop(StopRequest::Close),
+            // The handle `spawn` returns.
+            handles: AtomicUsize::new(1),
             inner: Mutex::new(Inner {
                 state: machine.state(),
                 machine,

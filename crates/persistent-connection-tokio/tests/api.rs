@@ -172,12 +172,28 @@ async fn handles_name_their_server_and_say_whether_they_are_alive() {
         format!("{:?}", weak.clone()),
         "WeakPersistentConnection { alive: true }"
     );
+    // An upgraded handle counts as a handle: the first one's drop does not close.
+    let upgraded = weak
+        .upgrade()
+        .expect("a live persistent connection upgrades");
     drop(pc);
+    assert!(!upgraded.is_closed(), "closed while a handle was left");
+    assert_eq!(
+        format!("{weak:?}"),
+        "WeakPersistentConnection { alive: true }"
+    );
+    drop(upgraded);
     assert_eq!(
         format!("{weak:?}"),
         "WeakPersistentConnection { alive: false }"
     );
     assert!(weak.upgrade().is_none());
+    // A failed upgrade leaves nothing behind: still none, still not alive.
+    assert!(weak.upgrade().is_none(), "a second upgrade brought it back");
+    assert_eq!(
+        format!("{weak:?}"),
+        "WeakPersistentConnection { alive: false }"
+    );
     within(
         "the connection's close after the last handle",
         conn.closed(),
