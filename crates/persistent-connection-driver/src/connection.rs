@@ -7,7 +7,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::runtime::BoxFuture;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 
 use atomic_waker::AtomicWaker;
@@ -91,20 +91,26 @@ pub struct CloseSignal {
     inner: Arc<dyn HasFlag>,
 }
 
-/// The flag and its waiters (also `Driven`'s, inline in its one allocation).
+/// The flag and its waiters (also `Driven`'s, inline in its one allocation): 40 bytes.
 #[derive(Debug, Default)]
 pub(crate) struct Flag {
-    closed: AtomicBool,
+    /// `CLOSED`, `SOLO_TAKEN` and, from bit 2 up, how many wait (or are about to) on
+    /// `event`: one word, so that `close` sees at once whether anyone listens.
+    bits: AtomicUsize,
     /// The first waiter (usually the only one: the driver's watch) waits here, which
-    /// allocates nothing; `solo_taken` says it is in use.
+    /// allocates nothing; `SOLO_TAKEN` says it is in use.
     solo: AtomicWaker,
-    solo_taken: AtomicBool,
-    /// Every other waiter: `event_listener` allocates its list on the first of them.
+    /// Every other waiter: `event_listener` allocates its list on the first of them, and
+    /// `close` notifies it only if someone listens, since a notify allocates its list too.
     event: event_listener::Event,
-    /// How many wait (or are about to) on `event`: `close` notifies it only then, since a
-    /// notify allocates its list too.
-    listening: AtomicUsize,
 }
+
+/// The flag is raised.
+const CLOSED: usize = 1;
+/// The solo slot has its waiter.
+const SOLO_TAKEN: usize = 2;
+/// One waiter on the event.
+const LISTENER: usize = 4;
 
 /// Whatever holds a [`Flag`]: a bare one, or a `Tracked`'s shared part.
 trait HasFlag: Send + Sync + 'static {
@@ -119,16 +125,21 @@ impl HasFlag for Flag {
 
 impl Flag {
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        let before = self.bits.fetch_or(CLOSED, Ordering::SeqCst);
         self.solo.wake();
-        // Both sides are SeqCst: a waiter counted after this load sees `closed` above.
-        if self.listening.load(Ordering::SeqCst) > 0 {
+        // A waiter counted after the `fetch_or` sees `CLOSED` (one word, one order).
+        if before >= LISTENER {
             self.event.notify(usize::MAX);
         }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
+        self.bits.load(Ordering::SeqCst) & CLOSED != 0
+    }
+
+    /// Takes the solo slot if it is free.
+    fn take_solo(&self) -> bool {
+        self.bits.fetch_or(SOLO_TAKEN, Ordering::SeqCst) & SOLO_TAKEN == 0
     }
 }
 
@@ -148,7 +159,7 @@ enum How {
     Unpolled,
     /// In the solo slot, which it holds until it ends or is dropped.
     Solo,
-    /// On the event (counted in `listening`), with its listener once made.
+    /// On the event (counted in the flag's bits), with its listener once made.
     Listening(Option<event_listener::EventListener>),
     /// Resolved: it holds nothing any more.
     Done,
@@ -176,10 +187,10 @@ impl<T: ?Sized> FlagWait<T> {
         match std::mem::replace(&mut self.how, How::Done) {
             How::Solo => {
                 drop(flag.solo.take());
-                flag.solo_taken.store(false, Ordering::SeqCst);
+                flag.bits.fetch_and(!SOLO_TAKEN, Ordering::SeqCst);
             }
             How::Listening(_) => {
-                flag.listening.fetch_sub(1, Ordering::SeqCst);
+                flag.bits.fetch_sub(LISTENER, Ordering::SeqCst);
             }
             How::Unpolled | How::Done => {}
         }
@@ -200,14 +211,10 @@ impl<T: ?Sized> Future for FlagWait<T> {
                         this.how = How::Done;
                         return Poll::Ready(());
                     }
-                    this.how = if flag
-                        .solo_taken
-                        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-                        .is_ok()
-                    {
+                    this.how = if flag.take_solo() {
                         How::Solo
                     } else {
-                        flag.listening.fetch_add(1, Ordering::SeqCst);
+                        flag.bits.fetch_add(LISTENER, Ordering::SeqCst);
                         How::Listening(None)
                     };
                 }

@@ -17,7 +17,7 @@ use persistent_connection::{AttemptId, Command, Event, Failure, Input, TimerId};
 
 use crate::catch::{CatchUnwind, panic_message};
 use crate::connection::{Connection, Ending};
-use crate::context::{AbortFn, AttemptContext};
+use crate::context::AttemptContext;
 use crate::error::{AttemptError, Callback, DriverEvent, PanicReport};
 use crate::health::{Monitor, Verdict};
 use crate::hooks::{Hooks, Outcome};
@@ -63,8 +63,6 @@ where
     closed_by_health: Option<AttemptId>,
     closing: Vec<CatchUnwind<()>>,
     machine_finished: bool,
-    /// Every attempt's context shares this `abort`.
-    abort: AbortFn<E>,
 }
 
 impl<A, C, E> Task<A, C, E>
@@ -75,7 +73,6 @@ where
 {
     pub(crate) fn new(shared: Arc<Shared<A, C, E>>, hooks: Hooks<A, C, E>) -> Self {
         Task {
-            abort: shared.abort_fn(),
             shared,
             hooks,
             op: None,
@@ -207,7 +204,8 @@ where
                 address,
                 consecutive_failures,
             } => {
-                let ctx = AttemptContext::new(attempt, consecutive_failures, self.abort.clone());
+                let ctx =
+                    AttemptContext::new(attempt, consecutive_failures, self.shared.abort_fn());
                 self.hooks.attempts.dial(address, ctx);
                 self.op = Some(attempt);
             }
