@@ -57,9 +57,6 @@ pub(crate) struct Shared<A, C, E> {
     server_name: Arc<str>,
     /// The clock of the statistics.
     runtime: Arc<dyn Runtime>,
-    /// `request_stop(Close)`, made where the type's bounds hold, so that dropping the last
-    /// handle (whose type has no bounds) can close (R13).
-    close: fn(&Self),
     /// How many `PersistentConnection` handles there are: the last one to go closes (R13);
     /// once none are left, none can be made again (a weak handle no longer upgrades).
     handles: AtomicUsize,
@@ -73,6 +70,10 @@ pub(crate) struct Shared<A, C, E> {
 
 struct Inner<A, C, E> {
     machine: DriverMachine<A, C, E>,
+    /// `request_stop(Close)`, made where the type's bounds hold, so that dropping the last
+    /// handle (whose type has no bounds) can close (R13).
+    /// (Here rather than beside the lock: it fits in the padding of this aligned struct.)
+    close: fn(&Shared<A, C, E>),
     /// Inputs that came while the machine still had commands to hand out: fed, in order,
     /// once the task has taken them all (the machine takes an input only when drained, so
     /// its queue never fills). Empty, and so never allocated, unless a handle's request
@@ -115,7 +116,8 @@ impl<A, C, E> Shared<A, C, E> {
 
     /// The last handle is gone: close (R13).
     pub(crate) fn close_on_drop(&self) {
-        (self.close)(self)
+        let close = self.lock().close;
+        close(self)
     }
 
     /// A handle was cloned from a live one.
@@ -161,10 +163,10 @@ where
         Arc::new(Shared {
             server_name,
             runtime,
-            close: |shared| shared.request_stop(StopRequest::Close),
             // The handle `spawn` returns.
             handles: AtomicUsize::new(1),
             inner: Mutex::new(Inner {
+                close: |shared| shared.request_stop(StopRequest::Close),
                 state: machine.state(),
                 machine,
                 deferred: VecDeque::new(),
