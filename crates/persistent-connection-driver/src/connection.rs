@@ -436,3 +436,57 @@ impl<T: Send + Sync + 'static> Connection for Tracked<T> {
         self.signal().closed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Waker};
+
+    fn bits(flag: &Flag) -> usize {
+        flag.bits.load(Ordering::SeqCst)
+    }
+
+    /// The promise behind "the driver's watch allocates nothing to wait": the first waiter
+    /// takes the solo slot, later ones wait on the event (whose listener allocates), and
+    /// each gives its place back when it resolves or is dropped. Not visible from outside
+    /// but in allocations, so checked on the flag's bits.
+    #[test]
+    fn the_first_waiter_takes_the_solo_slot_and_the_others_wait_on_the_event() {
+        let flag = Arc::new(Flag::default());
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut first = FlagWait::new(flag.clone(), |flag| flag);
+        let mut second = FlagWait::new(flag.clone(), |flag| flag);
+        assert!(Pin::new(&mut first).poll(&mut cx).is_pending());
+        assert!(matches!(first.how, How::Solo), "the first waiter is solo");
+        assert_eq!(bits(&flag), SOLO_TAKEN);
+        assert!(Pin::new(&mut second).poll(&mut cx).is_pending());
+        assert!(
+            matches!(second.how, How::Listening(Some(_))),
+            "the second waits on the event"
+        );
+        assert_eq!(bits(&flag), SOLO_TAKEN | LISTENER);
+
+        drop(first);
+        assert_eq!(
+            bits(&flag),
+            LISTENER,
+            "a dropped solo waiter frees the slot"
+        );
+        let mut third = FlagWait::new(flag.clone(), |flag| flag);
+        assert!(Pin::new(&mut third).poll(&mut cx).is_pending());
+        assert!(
+            matches!(third.how, How::Solo),
+            "the freed slot is taken again"
+        );
+
+        flag.close();
+        assert!(Pin::new(&mut second).poll(&mut cx).is_ready());
+        assert!(Pin::new(&mut third).poll(&mut cx).is_ready());
+        assert_eq!(bits(&flag), CLOSED, "resolved waiters hold nothing");
+        assert!(
+            Pin::new(&mut third).poll(&mut cx).is_ready(),
+            "a resolved wait stays resolved"
+        );
+    }
+}
