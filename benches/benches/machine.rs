@@ -18,7 +18,8 @@
 //! the 25 ns goal), `size_of` the Machine, and the allocations over a long run, counted by
 //! a global allocator in this binary.
 //!
-//! Run: `cargo bench -p persistent-connection-benches --bench machine`
+//! Run: `cargo bench -p persistent-connection-benches --bench machine`; instructions per
+//! input of each loop under callgrind: `scripts/machine-ir.sh`.
 
 use std::hint::black_box;
 use std::io;
@@ -292,6 +293,24 @@ fn summary() {
 }
 
 fn main() {
+    // `MACHINE_IR=<loop>:<inputs>`: feed that many inputs of one loop and stop, for an
+    // instruction count under callgrind (`scripts/machine-ir.sh`), which wall time on a
+    // shared VM cannot give to a few percent.
+    if let Ok(spec) = std::env::var("MACHINE_IR") {
+        let (which, inputs) = spec
+            .split_once(':')
+            .expect("MACHINE_IR=<loop>:<inputs>, e.g. fail_retry:100000");
+        let inputs: usize = inputs.parse().expect("MACHINE_IR: a count of inputs");
+        let (_, mut harness) = scenarios()
+            .into_iter()
+            .find(|(name, _)| *name == which)
+            .unwrap_or_else(|| panic!("MACHINE_IR: no loop named {which:?}"));
+        for _ in 0..inputs {
+            harness.step();
+        }
+        black_box(&harness);
+        return;
+    }
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
