@@ -13,12 +13,8 @@ use persistent_connection_tokio::{
     AttemptId, Backoff, CloseSignal, Connection, Driven, Jitter, Tokio, builder,
 };
 
-/// `future`, or a failure naming `what` after a minute of (paused, so virtual) time.
-async fn within<F: Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(60), future)
-        .await
-        .unwrap_or_else(|_| panic!("waited 60 s (virtual) for {what}"))
-}
+mod common;
+use common::within;
 
 #[tokio::test(start_paused = true)]
 async fn attempt_context_counts_failures_since_the_last_success() {

@@ -11,6 +11,9 @@ use persistent_connection_tokio::{
 };
 use tokio::time::Instant;
 
+mod common;
+use common::within;
+
 fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
 
 #[test]
@@ -68,9 +71,11 @@ async fn r7_default_delay_on_paused_tokio_time() {
     .spawn();
 
     // Bounded on paused time (a retry timer that is never armed would hang it otherwise).
-    let first = tokio::time::timeout(Duration::from_secs(60), conn.connected())
-        .await
-        .expect("connected within 60 s of paused time: two retries of 10 s");
+    let first = within(
+        "a connection after two retries of 10 s (paused time)",
+        conn.connected(),
+    )
+    .await;
     let t = starts.lock().unwrap().clone();
     assert_eq!(t.len(), 3);
     assert_eq!(t[1] - t[0], Duration::from_secs(10));
@@ -118,16 +123,16 @@ async fn r7_connected_holds_back_its_retry_timer() {
     .jitter(Jitter::Off)
     .spawn();
 
-    let first = tokio::time::timeout(Duration::from_secs(5), conn.connected())
-        .await
-        .expect("the first connection");
+    let first = within("the first connection", conn.connected()).await;
     assert_eq!(clock.pending_timers(), 0, "connected: no retry timer armed");
     // Dies young, 4 s into its attempt's 10 s: the next cycle waits for the other 6 s.
     clock.advance(Duration::from_secs(4));
     first.close();
-    let next = tokio::time::timeout(Duration::from_secs(5), clock.next_timer())
-        .await
-        .expect("the retry timer to be armed for the rest of the delay");
+    let next = within(
+        "the retry timer to be armed for the rest of the delay",
+        clock.next_timer(),
+    )
+    .await;
     assert_eq!(
         next,
         Duration::from_secs(10),
@@ -139,9 +144,7 @@ async fn r7_connected_holds_back_its_retry_timer() {
         "no attempt before the deadline"
     );
     clock.advance_to_next();
-    let second = tokio::time::timeout(Duration::from_secs(5), conn.connected())
-        .await
-        .expect("the second connection");
+    let second = within("the second connection", conn.connected()).await;
     assert_eq!(
         starts.lock().unwrap().clone(),
         [Duration::ZERO, Duration::from_secs(10)]
@@ -151,9 +154,11 @@ async fn r7_connected_holds_back_its_retry_timer() {
     // Outlives its delay (20 s, with no wake-up on the way), then dies: redialled at once.
     clock.advance(Duration::from_secs(20));
     second.close();
-    let third = tokio::time::timeout(Duration::from_secs(5), conn.connected())
-        .await
-        .expect("the third connection, without waiting for a timer");
+    let third = within(
+        "the third connection, without waiting for a timer",
+        conn.connected(),
+    )
+    .await;
     assert!(!third.is_closed());
     assert_eq!(
         starts.lock().unwrap().clone(),
@@ -195,9 +200,7 @@ async fn r7_runtime_that_cannot_hold_timers_arms_them() {
     .retry_policy(Backoff::Constant(Duration::from_secs(10)))
     .jitter(Jitter::Off)
     .spawn();
-    let _first = tokio::time::timeout(Duration::from_secs(5), conn.connected())
-        .await
-        .expect("the first connection");
+    let _first = within("the first connection", conn.connected()).await;
     assert_eq!(clock.pending_timers(), 1, "the retry timer is armed");
     assert_eq!(clock.next_deadline(), Some(Duration::from_secs(10)));
     conn.close().await;
