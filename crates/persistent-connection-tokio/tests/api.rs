@@ -149,8 +149,10 @@ async fn tokio_timers_move_to_their_new_deadline() {
     );
 }
 
+/// R13: a weak handle does not count, an upgraded one does, and once the last handle is
+/// gone no upgrade brings the persistent connection back; handles name their server.
 #[tokio::test(start_paused = true)]
-async fn handles_name_their_server_and_say_whether_they_are_alive() {
+async fn r13_weak_handles_upgrade_only_while_a_handle_is_alive() {
     let pc = builder(
         "shard-7",
         || async { Ok::<_, String>(()) },
