@@ -180,11 +180,13 @@ where
                 self.feed(Input::RetryDelay(delay));
             }
             Command::StartTimer { timer, delay } => {
-                let held = self.shared.runtime().can_hold_timers();
-                match held
-                    .then(|| self.shared.runtime().now().checked_add(delay))
-                    .flatten()
-                {
+                let runtime = self.shared.runtime();
+                let deadline = if runtime.can_hold_timers() {
+                    runtime.now().checked_add(delay)
+                } else {
+                    None
+                };
+                match deadline {
                     // The sleep itself is made when first armed: a connection whose first
                     // attempt succeeds and outlives its delay never has one.
                     Some(deadline) => self.timer = Some((timer, Some(deadline))),
