@@ -263,16 +263,17 @@ fn dial_result(attempt: AttemptId, i: u32, up: bool) -> Input<Addr, Conn, Refuse
 /// `HERD_CACHE=<clients>[:<prefetch ahead>]`: only the time-ordered run, jitter on, for a
 /// cache simulator (`valgrind --tool=cachegrind --cache-sim=yes`), whose miss counts are
 /// exact where wall time on a shared machine is not. Set-up runs too: subtract a run with
-/// `:setup` (`HERD_CACHE=200000:setup`).
+/// `:setup` (`HERD_CACHE=200000:setup`), which stops after it.
 fn cache_run(spec: &str) {
-    let mut parts = spec.split(':');
-    let n = parts.next().and_then(|v| v.parse().ok()).unwrap_or(200_000);
-    let ahead = parts.next().unwrap_or("");
+    const USAGE: &str = "HERD_CACHE=<clients>[:<prefetch ahead>|:setup], e.g. 1000000:0";
+    let (clients, ahead) = spec.split_once(':').unwrap_or((spec, ""));
+    let n: usize = clients.parse().expect(USAGE);
     let mut sim = Sim::new(n, Jitter::STANDARD);
-    if ahead == "setup" {
-        return;
-    }
-    sim.prefetch_ahead = ahead.parse().unwrap_or(PREFETCH_AHEAD);
+    sim.prefetch_ahead = match ahead {
+        "setup" => return,
+        "" => PREFETCH_AHEAD,
+        ahead => ahead.parse().expect(USAGE),
+    };
     let start = Instant::now();
     sim.herd_in_time_order();
     println!(
@@ -389,7 +390,7 @@ fn main() {
             in_order.as_secs_f64() / by_client.as_secs_f64()
         );
         println!(
-            "  in time order, no prefetch: {:.3} s ({:.2}x with it)",
+            "  in time order, no prefetch: {:.3} s ({:.2}x the time with it)",
             no_prefetch.as_secs_f64(),
             no_prefetch.as_secs_f64() / in_order.as_secs_f64()
         );
