@@ -8,18 +8,11 @@
 # Needs valgrind (Debian: apt-get install -y valgrind).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/valgrind-bench.sh
+. scripts/valgrind-bench.sh
 n=${1:-100000}
-if ! command -v valgrind >/dev/null; then
-    echo "machine-ir.sh: valgrind is not installed (Debian: apt-get install -y valgrind)" >&2
-    exit 2
-fi
-exe=$(cargo bench -q -p persistent-connection-benches --bench machine --no-run \
-        --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "machine" and m.get("executable"):
-        print(m["executable"])')
+need_valgrind machine-ir.sh
+exe=$(bench_exe machine)
 ir() {
     MACHINE_IR="$1:$2" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$exe" 2>&1 |
         awk '/Collected/ {print $4}'

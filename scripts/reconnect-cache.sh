@@ -11,18 +11,11 @@
 # Needs valgrind (Debian: apt-get install -y valgrind). BENCHMARKS.md, F7.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/valgrind-bench.sh
+. scripts/valgrind-bench.sh
 n=${1:-100}
-if ! command -v valgrind >/dev/null; then
-    echo "reconnect-cache.sh: valgrind is not installed (Debian: apt-get install -y valgrind)" >&2
-    exit 2
-fi
-exe=$(cargo bench -q -p persistent-connection-benches --bench reconnect --no-run \
-        --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "reconnect" and m.get("executable"):
-        print(m["executable"])')
+need_valgrind reconnect-cache.sh
+exe=$(bench_exe reconnect)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 # The same model on every host (32 KiB L1s, a 32 MiB 16-way last level), not the host's.
