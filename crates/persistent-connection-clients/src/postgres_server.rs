@@ -149,6 +149,9 @@ impl PgCluster {
     /// As [`create`](Self::create) and [`start`](Self::start).
     pub fn create_and_start() -> io::Result<Self> {
         let mut cluster = Self::create(crate::free_port())?;
+        // A port is free only until someone binds it, and `initdb` takes seconds: the port
+        // is chosen again right before the server binds it.
+        cluster.port = crate::free_port();
         cluster.start()?;
         Ok(cluster)
     }

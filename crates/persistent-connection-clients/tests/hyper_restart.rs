@@ -53,9 +53,18 @@ struct Watch {
 }
 
 impl Watch {
-    fn is_dead(&self, conn: &H2) -> bool {
+    /// How many connections have been reported dead so far.
+    fn dead_so_far(&self) -> usize {
+        self.dead.lock().unwrap().len()
+    }
+
+    /// Whether `conn` is among the first `reported` connections reported dead: those whose
+    /// `Disconnected` came before a given moment (the list only grows).
+    fn was_dead(&self, conn: &H2, reported: usize) -> bool {
         let dead = self.dead.lock().unwrap();
-        dead.iter().any(|d| std::ptr::eq(d.handle(), conn.handle()))
+        dead[..reported]
+            .iter()
+            .any(|d| std::ptr::eq(d.handle(), conn.handle()))
     }
 }
 
@@ -140,7 +149,7 @@ enum Outcome {
     /// Answered by the server on this port.
     Ok(u16),
     /// Failed. `known_dead`: its connection's `Disconnected` had been reported before
-    /// `connected()` handed it out (a request sent on a connection known to be dead).
+    /// `connected()` was called (a request sent on a connection known to be dead).
     /// `on`: which requester, and which connection (its handle's address).
     Failed {
         known_dead: bool,
@@ -165,8 +174,11 @@ fn requester(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while !stop.load(Ordering::SeqCst) {
+            // Dead before `connected()` was called: one reported dead after it returned
+            // (the server killed meanwhile) was not known dead when it was handed out.
+            let reported = watch.dead_so_far();
             let conn = bounded("connected()", pc.connected()).await;
-            let known_dead = watch.is_dead(&conn);
+            let known_dead = watch.was_dead(&conn, reported);
             let outcome = if conn.handle().is_closed() {
                 bounded("the driving future to end", Connection::closed(&conn)).await;
                 Outcome::Skipped { known_dead }

@@ -22,6 +22,17 @@ const BOUND: Duration = Duration::from_secs(5);
 
 type Ev = DriverEvent<String, RedisConnection, RedisError>;
 
+/// A connector that waits for a busy server: a test machine under load can hold a live
+/// `redis-server` back longer than the defaults (500 ms per reply, 1 s to connect), and
+/// what these tests check is what happens when the server dies, not when it is slow. The
+/// hung-handshake case keeps `Connector::new()`, whose timeout it checks.
+fn patient() -> Connector {
+    let slow = Some(Duration::from_secs(10));
+    Connector::new()
+        .config(redis::AsyncConnectionConfig::new().set_response_timeout(slow))
+        .connect_timeout(slow)
+}
+
 async fn bounded<F: std::future::Future>(what: &str, future: F) -> F::Output {
     tokio::time::timeout(BOUND, future)
         .await
@@ -83,7 +94,7 @@ async fn next_event(events: &mut mpsc::UnboundedReceiver<Ev>) -> Ev {
 
 /// A connection to watch the server with, outside the persistent connection.
 async fn observer(port: u16) -> RedisConnection {
-    Connector::new()
+    patient()
         .connect(("127.0.0.1", port))
         .await
         .expect("an observer connection")
@@ -114,11 +125,11 @@ async fn restart_under_a_persistent_connection() {
         return;
     }
     let dir = ScratchDir::new("restart");
-    let port = support::free_port();
-    let url = format!("redis://127.0.0.1:{port}/");
-    let (server, _) = RedisServer::start(port, &dir.0)
+    let (server, _) = RedisServer::start_on_a_free_port(&dir.0)
         .await
         .expect("redis-server");
+    let port = server.port;
+    let url = format!("redis://127.0.0.1:{port}/");
 
     let (live, live_rx) = watch::channel(0usize);
     let runtime = Counting {
@@ -133,7 +144,7 @@ async fn restart_under_a_persistent_connection() {
             let address = address.clone();
             async move { Ok(address) }
         },
-        Connector::new(),
+        patient(),
         runtime,
     )
     .retry_delay(|_| Duration::from_millis(50))
@@ -386,22 +397,22 @@ async fn close_at_any_stage_leaves_nothing_behind() {
         return;
     }
     let dir = ScratchDir::new("close");
-    let port = support::free_port();
-    let url = format!("redis://127.0.0.1:{port}/");
-    let (server, _) = RedisServer::start(port, &dir.0)
+    let (server, _) = RedisServer::start_on_a_free_port(&dir.0)
         .await
         .expect("redis-server");
+    let port = server.port;
+    let url = format!("redis://127.0.0.1:{port}/");
 
     // Closed at once, before the first attempt has finished.
     let (runtime, live) = counting();
-    let (redis, events) = spawn_redis(&url, runtime, Connector::new(), None);
+    let (redis, events) = spawn_redis(&url, runtime, patient(), None);
     bounded("close at once", redis.close()).await;
     assert_nothing_left("close at once", events, live, Some(port)).await;
 
     // Closed while the `Connected` handler runs: close resolves after it.
     let (runtime, live) = counting();
     let gate = Arc::new(tokio::sync::Notify::new());
-    let (redis, mut events) = spawn_redis(&url, runtime, Connector::new(), Some(gate.clone()));
+    let (redis, mut events) = spawn_redis(&url, runtime, patient(), Some(gate.clone()));
     loop {
         if let Event::Connected(_) = next_event(&mut events).await {
             break;
@@ -416,7 +427,7 @@ async fn close_at_any_stage_leaves_nothing_behind() {
 
     // Dropped while connected, without close (R13): the same.
     let (runtime, live) = counting();
-    let (redis, events) = spawn_redis(&url, runtime, Connector::new(), None);
+    let (redis, events) = spawn_redis(&url, runtime, patient(), None);
     let mut conn = bounded("connected", redis.connected()).await;
     let () = conn.set("k", "v").await.unwrap();
     drop(redis);
@@ -425,7 +436,7 @@ async fn close_at_any_stage_leaves_nothing_behind() {
 
     // Closed while the server is down, between failed attempts.
     let (runtime, live) = counting();
-    let (redis, mut events) = spawn_redis(&url, runtime, Connector::new(), None);
+    let (redis, mut events) = spawn_redis(&url, runtime, patient(), None);
     bounded("connected", redis.connected()).await;
     server.kill().await.unwrap();
     loop {

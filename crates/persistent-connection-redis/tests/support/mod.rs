@@ -115,6 +115,22 @@ impl RedisServer {
         }
     }
 
+    /// Starts `redis-server` as [`start`](Self::start) does, on a port free when chosen
+    /// (`server.port`). A port is free only until someone binds it: if the server exits at
+    /// start (a test running beside this one took the port meanwhile), another is tried.
+    pub async fn start_on_a_free_port(dir: &Path) -> io::Result<(RedisServer, Instant)> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match RedisServer::start(free_port(), dir).await {
+                Err(e) if e.kind() == io::ErrorKind::Other && tries < 5 => {
+                    eprintln!("redis-server did not start ({e}); trying another port");
+                }
+                started => return started,
+            }
+        }
+    }
+
     /// Kills the server with SIGKILL and reaps it: its port is closed when this returns.
     pub async fn kill(mut self) -> io::Result<()> {
         self.child.kill().await

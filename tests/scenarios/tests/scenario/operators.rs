@@ -163,13 +163,16 @@ pub async fn stats_follow_a_failover<T: TestRuntime>() {
     let mut first = Server::start(Mode::Echo);
     let second = Server::start(Mode::Echo);
     let refused = super::server::closed_port();
-    let catalog = Catalog::new(first.addr());
+    // Gated: the driver runs on another thread, and must not have connected before the
+    // first reading.
+    let catalog = Catalog::gated(first.addr());
     let clock = VirtualClock::new();
     let (b, mut log) = logged(on_clock::<T>(&catalog, &clock));
     let pc = b.spawn();
     let before = pc.stats();
     assert_eq!(before.connections + before.failures, 0);
     assert!(before.last_failure.is_none());
+    catalog.open();
     bounded::<T, _>(pc.connected(), "the first connection").await;
     clock.advance(Duration::from_secs(7));
     let up = pc.stats();

@@ -180,8 +180,23 @@ fn serve(stream: TcpStream, state: &Inner) {
     }
 }
 
-/// An address where nothing listens: dials to it are refused.
+/// An address where nothing listens: dials to it are refused, for as long as the test
+/// process runs.
+///
+/// A port whose listener is merely dropped is free again: a server that another test
+/// starts at the same moment on port 0 could be given it, and the dials meant to be
+/// refused would reach that server. So one connection to the listener is kept open
+/// (both ends, for the life of the process) after the listener is dropped: the port stays
+/// taken, and nothing listens on it.
 pub fn closed_port() -> SocketAddr {
+    static HELD: Mutex<Vec<(TcpStream, TcpStream)>> = Mutex::new(Vec::new());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    let addr = listener.local_addr().unwrap();
+    let client = TcpStream::connect(addr).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    drop(listener);
+    HELD.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((client, accepted));
+    addr
 }
