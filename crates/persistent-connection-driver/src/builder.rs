@@ -78,13 +78,7 @@ where
             config: Config::new(),
             seed: None,
             events: Lazy::new(EVENT_BUFFER),
-            hooks: Hooks {
-                attempts: Box::new(AttemptSlot::new(get_address, connect)),
-                on_event: None,
-                retry_delay: None,
-                panic_hook: None,
-                health: None,
-            },
+            hooks: Hooks::new(Box::new(AttemptSlot::new(get_address, connect))),
         }
     }
 
@@ -101,14 +95,15 @@ where
         F: Fn(DriverEvent<A, C, E>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.hooks.on_event = Some(Box::new(move |event| Box::pin(handler(event))));
+        self.hooks
+            .set_on_event(Box::new(move |event| Box::pin(handler(event))));
         self
     }
 
     /// Sets the retry policy (R7): [`Backoff::Constant`] (the default, 10 s) or
     /// [`Backoff::Exponential`]. Replaces an earlier [`retry_delay`](Self::retry_delay).
     pub fn retry_policy(mut self, policy: Backoff) -> Self {
-        self.hooks.retry_delay = None;
+        self.hooks.set_retry_delay(None);
         self.config = self.config.retry_policy(policy.into());
         self
     }
@@ -118,7 +113,7 @@ where
     /// earlier [`retry_policy`](Self::retry_policy). A panic in it is reported and the
     /// attempt waits 10 s.
     pub fn retry_delay(mut self, delay: impl Fn(u32) -> Duration + Send + Sync + 'static) -> Self {
-        self.hooks.retry_delay = Some(Box::new(delay));
+        self.hooks.set_retry_delay(Some(Box::new(delay)));
         self.config = self.config.retry_policy(RetryPolicy::Custom);
         self
     }
@@ -162,13 +157,13 @@ where
         PF: Future<Output = Result<(), PE>> + Send + 'static,
         PE: fmt::Display,
     {
-        self.hooks.health = Some(Box::new((
+        self.hooks.set_health(
             check,
             Box::new(move |conn| {
                 let probing = probe(conn);
                 Box::pin(async move { probing.await.map_err(|e| Arc::from(e.to_string())) })
             }),
-        )));
+        );
         self
     }
 
@@ -187,7 +182,7 @@ where
         mut self,
         hook: impl Fn(&PanicReport) + Send + Sync + 'static,
     ) -> Self {
-        self.hooks.panic_hook = Some(Box::new(hook));
+        self.hooks.set_panic_hook(Box::new(hook));
         self
     }
 

@@ -21,11 +21,105 @@ pub(crate) type PanicHookFn = dyn Fn(&PanicReport) + Send + Sync;
 pub(crate) struct Hooks<A, C, E> {
     /// `get_address` and `connect`, with the room for their futures.
     pub(crate) attempts: Box<dyn Attempts<A, C, E>>,
-    pub(crate) on_event: Option<Box<OnEventFn<A, C, E>>>,
-    pub(crate) retry_delay: Option<Box<RetryDelayFn>>,
-    pub(crate) panic_hook: Option<Box<PanicHookFn>>,
-    /// Boxed once more: most persistent connections have none, and pay one word for it.
-    pub(crate) health: Option<Box<(HealthCheck, Box<ProbeFn<C>>)>>,
+    /// The optional callbacks, boxed together and only if one is set: most persistent
+    /// connections set none, and pay one word for them instead of seven.
+    optional: Option<Box<Optional<A, C, E>>>,
+}
+
+/// The callbacks a persistent connection may go without.
+struct Optional<A, C, E> {
+    /// `on_event`'s handler (default: none, events are handled at once).
+    on_event: Option<Box<OnEventFn<A, C, E>>>,
+    /// `retry_delay`'s closure (default: none, the retry policy gives the delay).
+    retry_delay: Option<Box<RetryDelayFn>>,
+    /// `on_callback_panic`'s hook (default: print to stderr).
+    panic_hook: Option<Box<PanicHookFn>>,
+    /// The health check and its probe (default: none).
+    health: Option<(HealthCheck, Box<ProbeFn<C>>)>,
+}
+
+impl<A, C, E> Hooks<A, C, E> {
+    /// `get_address` and `connect`, with no optional callback.
+    pub(crate) fn new(attempts: Box<dyn Attempts<A, C, E>>) -> Self {
+        Hooks {
+            attempts,
+            optional: None,
+        }
+    }
+
+    /// The event handler, if one is set.
+    pub(crate) fn on_event(&self) -> Option<&OnEventFn<A, C, E>> {
+        self.optional.as_ref()?.on_event.as_deref()
+    }
+
+    /// The retry-delay closure, if one is set.
+    pub(crate) fn retry_delay(&self) -> Option<&RetryDelayFn> {
+        self.optional.as_ref()?.retry_delay.as_deref()
+    }
+
+    /// The panic hook, if one is set.
+    pub(crate) fn panic_hook(&self) -> Option<&PanicHookFn> {
+        self.optional.as_ref()?.panic_hook.as_deref()
+    }
+
+    /// The health check and its probe, if one is configured (R17).
+    pub(crate) fn health(&self) -> Option<(&HealthCheck, &ProbeFn<C>)> {
+        let (check, probe) = self.optional.as_ref()?.health.as_ref()?;
+        Some((check, &**probe))
+    }
+
+    /// Sets the event handler.
+    pub(crate) fn set_on_event(&mut self, on_event: Box<OnEventFn<A, C, E>>) {
+        self.optional_mut().on_event = Some(on_event);
+    }
+
+    /// Sets the retry-delay closure, or removes it (`None`).
+    pub(crate) fn set_retry_delay(&mut self, retry_delay: Option<Box<RetryDelayFn>>) {
+        match retry_delay {
+            Some(f) => self.optional_mut().retry_delay = Some(f),
+            None => {
+                if let Some(optional) = &mut self.optional {
+                    optional.retry_delay = None;
+                    // The box exists only while it holds a callback.
+                    if optional.is_empty() {
+                        self.optional = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sets the panic hook.
+    pub(crate) fn set_panic_hook(&mut self, panic_hook: Box<PanicHookFn>) {
+        self.optional_mut().panic_hook = Some(panic_hook);
+    }
+
+    /// Sets the health check and its probe.
+    pub(crate) fn set_health(&mut self, check: HealthCheck, probe: Box<ProbeFn<C>>) {
+        self.optional_mut().health = Some((check, probe));
+    }
+
+    /// The optional callbacks, their box made by the first one set (at build time).
+    fn optional_mut(&mut self) -> &mut Optional<A, C, E> {
+        self.optional.get_or_insert_with(|| {
+            Box::new(Optional {
+                on_event: None,
+                retry_delay: None,
+                panic_hook: None,
+                health: None,
+            })
+        })
+    }
+}
+
+impl<A, C, E> Optional<A, C, E> {
+    /// No callback is set: the box is not needed.
+    fn is_empty(&self) -> bool {
+        self.on_event.is_none()
+            && self.retry_delay.is_none()
+            && self.panic_hook.is_none()
+            && self.health.is_none()
+    }
 }
 
 /// What the future of an attempt in flight gave; `Err(message)` if the user's code

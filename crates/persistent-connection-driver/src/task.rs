@@ -53,14 +53,12 @@ where
     retry_sleep: Option<BoxTimer>,
     /// The current connection's `closed()`, with the attempt that made it.
     watch: Option<(AttemptId, C, CatchUnwind<()>)>,
-    /// The current connection's health check, if one is configured (R17).
-    /// Boxed: only connections with a health check pay for its state.
-    health: Option<Box<(AttemptId, Monitor<C>)>>,
-    /// The current connection's uptime timer, with `min_uptime` (R19).
-    uptime: Option<(AttemptId, BoxFuture<()>)>,
-    /// The attempt whose connection the health check closed, before the Machine heard of
-    /// it: a `CloseConnection` for it must not close it a second time.
-    closed_by_health: Option<AttemptId>,
+    /// The health check's state, if one is configured (R17). Boxed: only connections
+    /// with a health check pay for it.
+    health: Option<Box<Health<C>>>,
+    /// The current connection's uptime timer, with `min_uptime` (R19). Boxed: only
+    /// connections with a `min_uptime` pay for it.
+    uptime: Option<Box<(AttemptId, BoxFuture<()>)>>,
     closing: Vec<CatchUnwind<()>>,
     machine_finished: bool,
 }
@@ -82,7 +80,6 @@ where
             watch: None,
             health: None,
             uptime: None,
-            closed_by_health: None,
             closing: Vec::new(),
             machine_finished: false,
         }
@@ -106,7 +103,7 @@ where
             during,
             message,
         };
-        match &self.hooks.panic_hook {
+        match self.hooks.panic_hook() {
             Some(hook) => {
                 // A panicking hook must not take the task down with it.
                 let _ = catch_unwind(AssertUnwindSafe(|| hook(&report)));
@@ -120,7 +117,7 @@ where
         #[cfg(feature = "tracing")]
         trace_event(&event);
         self.shared.publish(&event);
-        match &self.hooks.on_event {
+        match self.hooks.on_event() {
             Some(on_event) => self.handler = Some(CatchUnwind::call(|| on_event(event))),
             None => self.feed(Input::EventHandled),
         }
@@ -142,11 +139,16 @@ where
                         // A `closed()` that panics counts as closed, and is reported.
                         let closed = CatchUnwind::call(|| Box::pin(conn.closed()));
                         self.watch = Some((attempt, conn.clone(), closed));
-                        if let Some(health) = &self.hooks.health {
-                            let check = &health.0;
+                        if let Some((check, _)) = self.hooks.health() {
                             let monitor =
                                 Monitor::start(conn.clone(), *check, self.shared.runtime());
-                            self.health = Some(Box::new((attempt, monitor)));
+                            let health = self.health.get_or_insert_with(|| {
+                                Box::new(Health {
+                                    current: None,
+                                    closed: None,
+                                })
+                            });
+                            health.current = Some((attempt, monitor));
                         }
                     }
                     self.report(Event::Connected(conn));
@@ -169,7 +171,7 @@ where
                 consecutive_failures,
                 ..
             } => {
-                let delay = match &self.hooks.retry_delay {
+                let delay = match self.hooks.retry_delay() {
                     Some(f) => catch_unwind(AssertUnwindSafe(|| f(consecutive_failures)))
                         .unwrap_or_else(|payload| {
                             self.report_panic(Callback::RetryDelay, panic_message(payload));
@@ -194,7 +196,7 @@ where
                 }
             }
             Command::StartUptimeTimer { attempt, delay } => {
-                self.uptime = Some((attempt, self.shared.runtime().sleep(delay)));
+                self.uptime = Some(Box::new((attempt, self.shared.runtime().sleep(delay))));
             }
             Command::FetchAddress { attempt } => {
                 self.shared.note_attempt();
@@ -223,7 +225,8 @@ where
                 connection,
             } => {
                 self.forget_connection(attempt);
-                if self.closed_by_health != Some(attempt) {
+                let closed_by_health = self.health.as_ref().and_then(|h| h.closed);
+                if closed_by_health != Some(attempt) {
                     self.close_connection(connection);
                 }
             }
@@ -315,20 +318,25 @@ where
     /// The connection made by `attempt` is closing: its probes and its uptime timer stop
     /// with it (R17, R19).
     fn forget_connection(&mut self, attempt: AttemptId) {
-        if self.health.as_ref().is_some_and(|h| h.0 == attempt) {
-            self.health = None;
+        if let Some(health) = &mut self.health {
+            if health.current.as_ref().is_some_and(|(a, _)| *a == attempt) {
+                health.current = None;
+            }
         }
-        if self.uptime.as_ref().is_some_and(|(a, _)| *a == attempt) {
+        if self.uptime.as_ref().is_some_and(|u| u.0 == attempt) {
             self.uptime = None;
         }
     }
 
     /// Moves the health check on; closes the connection it declares dead (R17).
     fn poll_health(&mut self, cx: &mut Context<'_>) -> bool {
-        let (Some(health), Some(hook)) = (&mut self.health, &self.hooks.health) else {
+        let (Some(health), Some((_, probe))) = (&mut self.health, self.hooks.health()) else {
             return false;
         };
-        let Poll::Ready(verdict) = health.1.poll(cx, &*hook.1, self.shared.runtime()) else {
+        let Some((_, monitor)) = &mut health.current else {
+            return false;
+        };
+        let Poll::Ready(verdict) = monitor.poll(cx, probe, self.shared.runtime()) else {
             return false;
         };
         let Verdict::Failed {
@@ -346,11 +354,14 @@ where
             self.report_panic(Callback::HealthProbe, error);
         }
         if dead {
-            if let Some(health) = self.health.take() {
-                let (attempt, monitor) = *health;
+            let closed = self.health.as_mut().and_then(|health| {
+                let (attempt, monitor) = health.current.take()?;
+                health.closed = Some(attempt);
+                Some(monitor)
+            });
+            if let Some(monitor) = closed {
                 // Its `closed()` resolves, and the cycle goes on as for any closed
                 // connection: Disconnected, then the next cycle.
-                self.closed_by_health = Some(attempt);
                 self.close_connection(monitor.connection().clone());
             }
         }
@@ -391,7 +402,8 @@ where
                 moved = true;
             }
         }
-        if let Some((attempt, sleep)) = &mut self.uptime {
+        if let Some(uptime) = &mut self.uptime {
+            let (attempt, sleep) = &mut **uptime;
             if sleep.as_mut().poll(cx).is_ready() {
                 let attempt = *attempt;
                 self.uptime = None;
@@ -416,6 +428,16 @@ where
         }
         moved || self.closing.len() != before
     }
+}
+
+/// The health check's state (R17), made at the first connection that has one and kept
+/// until the task ends.
+struct Health<C> {
+    /// The current connection's monitor, with the attempt that made it.
+    current: Option<(AttemptId, Monitor<C>)>,
+    /// The attempt whose connection the health check closed, before the Machine heard of
+    /// it: a `CloseConnection` for it must not close it a second time.
+    closed: Option<AttemptId>,
 }
 
 /// If the task is dropped before it finished (its runtime shut down, or it panicked

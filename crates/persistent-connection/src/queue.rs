@@ -1,11 +1,66 @@
-//! A fixed-capacity FIFO for the commands the machine has yet to hand out: no allocation.
+//! The commands the machine has yet to hand out: no allocation, and room for one input's
+//! worth (the rule of the loop, drain `poll_command` until `None` before the next input,
+//! keeps that enough).
+//!
+//! Only the first command is kept whole. The ones behind it wait as a [`Later`]: their ids
+//! and durations, in 24 bytes, where a whole command takes as much as its largest payload
+//! (an address and an event: 56 bytes for `(SocketAddr, Arc<()>, io::Error)`). An input's
+//! first command is the only one that can carry what the caller handed in (an address, an
+//! error, a late connection); what the later ones carry (the current connection, a
+//! timeout) the machine rebuilds when they move to the front.
 
-/// How many commands can wait to be polled: the most one input yields. The rule of the
-/// loop (drain `poll_command` until `None` before the next input) keeps it enough.
+use crate::types::{AttemptId, StopKind, TimerId};
+
+/// How many commands can wait to be polled: the most one input yields.
 pub(crate) const CAPACITY: usize = 4;
 
+/// Commands behind the first.
+const BEHIND: usize = CAPACITY - 1;
+
+/// A command behind the first, without the payload the machine can rebuild.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Later {
+    /// `Emit(AttemptingToConnect)`.
+    Attempting,
+    /// `Emit(Connected(current connection))` for `attempt`.
+    Connected(AttemptId),
+    /// `Emit(Disconnected)`.
+    Disconnected(Option<AttemptId>),
+    /// The connect timeout failed `attempt`: `Emit(FailedToConnect)` or, when `again`,
+    /// `FailedAgain`.
+    TimedOut {
+        attempt: AttemptId,
+        again: bool,
+    },
+    Stopped(StopKind),
+    ComputeRetryDelay {
+        attempt: AttemptId,
+        failures: u32,
+    },
+    /// The delay as its seconds and nanoseconds: a `Duration` field would keep its padding
+    /// and make every `Later` 32 bytes.
+    StartTimer {
+        timer: TimerId,
+        secs: u64,
+        nanos: u32,
+    },
+    StartUptimeTimer {
+        attempt: AttemptId,
+        secs: u64,
+        nanos: u32,
+    },
+    FetchAddress(AttemptId),
+    CancelAttempt(AttemptId),
+    /// `CloseConnection` of the current connection, made by `attempt`.
+    CloseCurrent(AttemptId),
+    Finished,
+}
+
+/// A FIFO of one whole command and up to [`BEHIND`] later ones.
 pub(crate) struct Queue<T> {
-    items: [Option<T>; CAPACITY],
+    /// The next command; `None` only when nothing waits.
+    pub(crate) front: Option<T>,
+    behind: [Later; BEHIND],
     // Small: the queue is part of every Machine.
     head: u8,
     len: u8,
@@ -14,43 +69,63 @@ pub(crate) struct Queue<T> {
 impl<T> Queue<T> {
     pub(crate) const fn new() -> Self {
         Queue {
-            items: [const { None }; CAPACITY],
+            front: None,
+            behind: [Later::Finished; BEHIND],
             head: 0,
             len: 0,
         }
     }
 
     pub(crate) fn free(&self) -> usize {
-        CAPACITY - usize::from(self.len)
+        CAPACITY - usize::from(self.front.is_some()) - usize::from(self.len)
     }
 
-    /// Adds `item` at the back. The machine checks `free()` before it accepts an input, so
-    /// this never finds the queue full; if it ever did, the item would be dropped rather
-    /// than panic.
-    pub(crate) fn push(&mut self, item: T) {
-        if usize::from(self.len) < CAPACITY {
-            let slot = (usize::from(self.head) + usize::from(self.len)) % CAPACITY;
-            self.items[slot] = Some(item);
+    /// Whether the next command pushed goes to the front (nothing waits).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.front.is_none()
+    }
+
+    /// Puts `item` at the front. Only while the queue is empty.
+    pub(crate) fn set_front(&mut self, item: T) {
+        self.front = Some(item);
+    }
+
+    /// Adds `later` at the back, behind the front. The machine checks `free()` before it
+    /// accepts an input, so this never finds the queue full; if it ever did, the command
+    /// would be dropped rather than panic.
+    pub(crate) fn push_later(&mut self, later: Later) {
+        // Commands are queued only while an input is taken, when nothing waits (the head is
+        // back at 0), and drained before the next: no need to wrap around.
+        let slot = usize::from(self.head) + usize::from(self.len);
+        if slot < BEHIND {
+            self.behind[slot] = later;
             self.len += 1;
         }
     }
 
-    pub(crate) fn pop(&mut self) -> Option<T> {
+    /// Takes the front command; the caller then moves the next later one up
+    /// ([`pop_later`](Self::pop_later), [`set_front`](Self::set_front)).
+    pub(crate) fn take_front(&mut self) -> Option<T> {
+        self.front.take()
+    }
+
+    /// Whether commands wait behind the front.
+    pub(crate) fn has_later(&self) -> bool {
+        self.len > 0
+    }
+
+    pub(crate) fn pop_later(&mut self) -> Option<Later> {
         if self.len == 0 {
             return None;
         }
-        let item = self.items[usize::from(self.head)].take();
-        self.head = (self.head + 1) % CAPACITY as u8;
+        let later = self.behind[usize::from(self.head)];
         self.len -= 1;
-        item
+        self.head = if self.len == 0 { 0 } else { self.head + 1 };
+        Some(later)
     }
 
     pub(crate) fn peek(&self) -> Option<&T> {
-        if self.len == 0 {
-            None
-        } else {
-            self.items[usize::from(self.head)].as_ref()
-        }
+        self.front.as_ref()
     }
 }
 
@@ -59,28 +134,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fifo_that_drops_rather_than_overflows() {
+    fn one_in_front_then_a_fifo_that_drops_rather_than_overflows() {
         let mut q: Queue<u32> = Queue::new();
         assert_eq!(q.free(), CAPACITY);
+        assert!(q.is_empty());
         assert_eq!(q.peek(), None);
-        assert_eq!(q.pop(), None);
-        for n in 0..CAPACITY as u32 {
-            q.push(n);
+        assert_eq!(q.take_front(), None);
+        assert_eq!(q.pop_later(), None);
+        q.set_front(7);
+        assert!(!q.is_empty());
+        assert_eq!(q.free(), CAPACITY - 1);
+        for n in 0..BEHIND as u64 {
+            q.push_later(Later::FetchAddress(AttemptId(n)));
         }
         assert_eq!(q.free(), 0);
-        q.push(99); // full: dropped, never a panic
-        assert_eq!(q.peek(), Some(&0));
-        for n in 0..CAPACITY as u32 {
-            assert_eq!(q.pop(), Some(n));
+        q.push_later(Later::Finished); // full: dropped, never a panic
+        assert_eq!(q.peek(), Some(&7));
+        assert_eq!(q.take_front(), Some(7));
+        assert_eq!(q.free(), 1, "the front is free again");
+        for n in 0..BEHIND as u64 {
+            assert_eq!(q.pop_later(), Some(Later::FetchAddress(AttemptId(n))));
         }
-        assert_eq!(q.pop(), None, "the dropped item was not kept");
-        // Wrapping around the end of the array keeps the order.
-        q.push(1);
-        q.push(2);
-        assert_eq!(q.pop(), Some(1));
-        q.push(3);
-        assert_eq!(q.pop(), Some(2));
-        assert_eq!(q.pop(), Some(3));
+        assert_eq!(q.pop_later(), None, "the dropped command was not kept");
+        // Once drained, the queue starts over from its first slot: all of it is room again.
+        for n in 0..BEHIND as u64 {
+            q.push_later(Later::CancelAttempt(AttemptId(n)));
+        }
+        assert_eq!(q.pop_later(), Some(Later::CancelAttempt(AttemptId(0))));
+        // Pushed while others wait (the machine never does): kept only while there is room
+        // behind them, and the order holds.
+        q.push_later(Later::Finished);
+        for n in 1..BEHIND as u64 {
+            assert_eq!(q.pop_later(), Some(Later::CancelAttempt(AttemptId(n))));
+        }
+        assert_eq!(q.pop_later(), None);
         assert_eq!(q.free(), CAPACITY);
+    }
+
+    #[test]
+    fn a_later_command_takes_24_bytes() {
+        assert_eq!(size_of::<Later>(), 24);
     }
 }
