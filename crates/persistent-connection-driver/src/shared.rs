@@ -1,10 +1,10 @@
 //! The state the task and the handles share, and every change to it.
 //!
 //! One mutex guards the Machine (and the commands it has yet to have carried out), the waiters
-//! of `connected*`, the stop reason and the finish flag. Only this module locks it, so
-//! every rule about them lives here: who is told what when an attempt ends, what a stop
-//! means to the waiters, what finishing releases. The builder, the handle and the task
-//! call these methods and never each other.
+//! of `connected*` and `close_finished`, the stop reason, the finish flag and the
+//! subscription channels. Only this module locks it, so every rule about them lives here:
+//! who is told what when an attempt ends, what a stop means to the waiters, what finishing
+//! releases. The builder, the handle and the task call these methods and never each other.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -21,8 +21,8 @@ use crate::context::{Abort, AbortFn};
 use crate::error::{AttemptError, ConnectError, DriverEvent, Stopped};
 use crate::runtime::Runtime;
 use crate::stats::{Counters, Stats};
-use crate::streams::{Events, Lazy, StateChanges};
-use crate::waiters::{Answer, Waiters};
+use crate::streams::{Events, Lazy, StateChanges, Subscriptions};
+use crate::waiters::{Answer, Waiters, Wants};
 
 /// How many events a subscriber may fall behind before it is told it lagged. A cycle
 /// reports a handful of events, so this is several cycles of slack; it is allocated per
@@ -61,11 +61,6 @@ pub(crate) struct Shared<A, C, E> {
     /// once none are left, none can be made again (a weak handle no longer upgrades).
     handles: AtomicUsize,
     inner: Mutex<Inner<A, C, E>>,
-    /// Notified when the task has finished (`close_finished`). Only then: a notify
-    /// allocates the listener list, which nobody may need.
-    on_finish: event_listener::Event,
-    events: Lazy<DriverEvent<A, C, E>>,
-    states: Lazy<State>,
 }
 
 struct Inner<A, C, E> {
@@ -81,9 +76,15 @@ struct Inner<A, C, E> {
     deferred: VecDeque<DriverInput<A, C, E>>,
     task_waker: Option<Waker>,
     waiters: Waiters<C, E>,
-    /// Why no connection will come any more, from the first stop request on.
-    stopped: Option<Stopped<E>>,
-    /// The task has finished: everything is closed and nothing will be reported.
+    /// A stop was requested (or the machine stopped): no connection will come any more,
+    /// and `stop_reason` says why. (A flag in the padding beside a bare reason, rather than
+    /// an `Option` of it: 8 bytes fewer.)
+    stop_requested: bool,
+    /// Why no connection will come any more; meaningful once `stop_requested`, `Closed`
+    /// until then. Set once, by the first stop.
+    stop_reason: Stopped<E>,
+    /// The task has finished: everything is closed and nothing will be reported. The
+    /// waiters of `close_finished` are released when it is set.
     finished: bool,
     state: State,
     counters: Counters,
@@ -91,6 +92,26 @@ struct Inner<A, C, E> {
     last_failure: Option<AttemptError<E>>,
     /// Why the last current connection ended, if it said.
     last_ending: Option<Ending>,
+    /// The event and state channels, made on the first subscription to each. Here, under
+    /// the lock, so that both take one pointer and `finished` serves as their closed flag.
+    subscriptions: Subscriptions<DriverEvent<A, C, E>>,
+}
+
+impl<A, C, E> Inner<A, C, E> {
+    /// Why no connection will come any more, once a stop was requested.
+    fn stopped(&self) -> Option<&Stopped<E>> {
+        self.stop_requested.then_some(&self.stop_reason)
+    }
+
+    /// Stops for `reason`, unless already stopped (the first stop's reason stays); the
+    /// reason now.
+    fn stop(&mut self, reason: impl FnOnce() -> Stopped<E>) -> &Stopped<E> {
+        if !self.stop_requested {
+            self.stop_requested = true;
+            self.stop_reason = reason();
+        }
+        &self.stop_reason
+    }
 }
 
 /// What needs none of the Machine's bounds.
@@ -172,15 +193,14 @@ where
                 deferred: VecDeque::new(),
                 task_waker: None,
                 waiters: Waiters::new(),
-                stopped: None,
+                stop_requested: false,
+                stop_reason: Stopped::Closed,
                 finished: false,
                 counters,
                 last_failure: None,
                 last_ending: None,
+                subscriptions: Subscriptions::new(events.into_channel()),
             }),
-            on_finish: event_listener::Event::new(),
-            events,
-            states: Lazy::new(STATE_BUFFER),
         })
     }
 
@@ -246,19 +266,23 @@ where
     fn publish_state(&self, inner: &mut Inner<A, C, E>) {
         let state = match inner.machine.state() {
             State::Closed => State::Closed,
-            _ if inner.stopped.is_some() => State::Closing,
+            _ if inner.stop_requested => State::Closing,
             other => other,
         };
         if state != inner.state {
             inner.state = state;
             inner.counters.state_since = self.runtime.now();
-            self.states.send(&state);
+            inner.subscriptions.send_state(&state);
         }
     }
 
-    /// Publishes an event to the subscribers (R14); never waits for them.
+    /// Publishes an event to the subscribers (R14); never waits for them. Sent outside the
+    /// lock: a full buffer drops its oldest event, which may hold a connection.
     pub(crate) fn publish(&self, event: &DriverEvent<A, C, E>) {
-        self.events.send(event);
+        let senders = self.lock().subscriptions.senders();
+        if let Some(channels) = senders {
+            channels.send_event(event);
+        }
     }
 
     /// An attempt made `conn`: every waiter gets it (R3, R8, R9).
@@ -282,7 +306,7 @@ where
     /// The machine stopped (its `Stopped` command): every waiter gets the reason.
     pub(crate) fn deliver_stopped(&self) {
         let mut inner = self.lock();
-        let reason = inner.stopped.get_or_insert(Stopped::Closed).clone();
+        let reason = inner.stop(|| Stopped::Closed).clone();
         inner.waiters.stopped(&reason);
     }
 
@@ -290,20 +314,25 @@ where
     /// the stop reason (`Closed` if none was given), the streams end, `close_finished`
     /// resolves. Returns the connection that was current, for a dropped task to close.
     pub(crate) fn finish(&self) -> Option<C> {
-        let current = {
+        let (current, subscriptions) = {
             let mut inner = self.lock();
             if inner.finished {
                 return None;
             }
+            // Also the channels' closed flag: a later subscriber is ended at once.
             inner.finished = true;
             inner.task_waker = None;
-            let reason = inner.stopped.get_or_insert(Stopped::Closed).clone();
+            let reason = inner.stop(|| Stopped::Closed).clone();
             inner.waiters.stopped(&reason);
-            inner.machine.current_connection().cloned()
+            inner.waiters.finished();
+            (
+                inner.machine.current_connection().cloned(),
+                inner.subscriptions.senders(),
+            )
         };
-        self.events.close();
-        self.states.close();
-        self.on_finish.notify(usize::MAX);
+        if let Some(channels) = subscriptions {
+            channels.close();
+        }
         current
     }
 
@@ -321,15 +350,11 @@ where
             StopRequest::Close => Input::Close,
             StopRequest::WhenCurrentConnectionCloses => Input::CloseWhenCurrentConnectionIsClosed,
             StopRequest::Abort(reason) => {
-                if inner.stopped.is_none() {
-                    inner.stopped = Some(Stopped::Aborted(Arc::new(reason)));
-                }
+                inner.stop(|| Stopped::Aborted(Arc::new(reason)));
                 Input::Abort
             }
         };
-        if inner.stopped.is_none() {
-            inner.stopped = Some(Stopped::Closed);
-        }
+        inner.stop(|| Stopped::Closed);
         self.publish_state(&mut inner);
         drop(inner);
         self.feed_and_wake(input);
@@ -368,7 +393,7 @@ where
                 return Some(Ok(conn.clone()));
             }
         }
-        inner.stopped.clone().map(Err)
+        inner.stopped().cloned().map(Err)
     }
 
     /// `connected_or_closed`: registers now, so nothing between this call and the first
@@ -379,7 +404,7 @@ where
             return Wait::Now(Some(answer));
         }
         Wait::Later {
-            key: inner.waiters.register(false),
+            key: inner.waiters.register(Wants::Connection),
             shared: self.clone(),
             take: Answer::connected,
             gone: || Err(Stopped::Closed),
@@ -394,30 +419,25 @@ where
             return Wait::Now(Some(answer.map_err(ConnectError::Stopped)));
         }
         Wait::Later {
-            key: inner.waiters.register(true),
+            key: inner.waiters.register(Wants::AnyOutcome),
             shared: self.clone(),
             take: Answer::any_outcome,
             gone: || Err(ConnectError::Stopped(Stopped::Closed)),
         }
     }
 
-    /// Resolves once the task has finished.
-    pub(crate) fn finished(
-        self: &Arc<Self>,
-    ) -> impl Future<Output = ()> + Send + 'static + use<A, C, E>
-    where
-        A: Send + Sync + 'static,
-        E: Send + Sync + 'static,
-    {
-        let shared = self.clone();
-        async move {
-            loop {
-                event_listener::listener!(shared.on_finish => listener);
-                if shared.lock().finished {
-                    return;
-                }
-                listener.await;
-            }
+    /// Resolves once the task has finished: a waiter like those of `connected*`, released
+    /// by [`finish`](Self::finish). Registers now, as they do.
+    pub(crate) fn finished(self: &Arc<Self>) -> Wait<A, C, E, ()> {
+        let mut inner = self.lock();
+        if inner.finished {
+            return Wait::Now(Some(()));
+        }
+        Wait::Later {
+            key: inner.waiters.register(Wants::Finish),
+            shared: self.clone(),
+            take: Answer::finished,
+            gone: || (),
         }
     }
 
@@ -486,18 +506,22 @@ where
     /// True from the first stop request on (R11), also while it waits to be fed.
     pub(crate) fn is_closed(&self) -> bool {
         let inner = self.lock();
-        inner.stopped.is_some() || inner.machine.is_closed()
+        inner.stop_requested || inner.machine.is_closed()
     }
 
     pub(crate) fn events(&self) -> Events<DriverEvent<A, C, E>> {
-        Events::new(self.events.subscribe())
+        let mut inner = self.lock();
+        let closed = inner.finished;
+        Events::new(inner.subscriptions.subscribe_events(EVENT_BUFFER, closed))
     }
 
     /// The current state, then every change.
     pub(crate) fn state_changes(&self) -> StateChanges {
         // Changes are broadcast under this lock, so the first state and the queue agree.
-        let inner = self.lock();
-        StateChanges::new(inner.state, self.states.subscribe())
+        let mut inner = self.lock();
+        let closed = inner.finished;
+        let receiver = inner.subscriptions.subscribe_states(STATE_BUFFER, closed);
+        StateChanges::new(inner.state, receiver)
     }
 
     /// The `abort` of every attempt's context. It holds the state weakly: a context kept

@@ -3,8 +3,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use async_broadcast::{InactiveReceiver, Receiver, RecvError, Sender};
 use futures_core::Stream;
@@ -84,59 +83,186 @@ impl Stream for StateChanges {
     }
 }
 
-/// A broadcast channel made on first subscription, so that a persistent connection nobody
-/// watches allocates nothing for it. Sending before anyone subscribed costs one check.
-/// 24 bytes in every persistent connection (the channel's two ends are boxed with it, on
-/// the first subscription).
-pub(crate) struct Lazy<T> {
-    channel: OnceLock<Box<(Sender<T>, InactiveReceiver<T>)>>,
-    capacity: u32,
-    closed: AtomicBool,
+/// A broadcast channel's two ends: the sender, and an inactive receiver that keeps the
+/// channel open while no subscriber is left, for the next one to activate.
+pub(crate) struct Channel<T> {
+    sender: Sender<T>,
+    keep: InactiveReceiver<T>,
 }
 
-impl<T: Clone> Lazy<T> {
-    /// A channel of `capacity` items per subscriber, not made yet.
-    pub(crate) fn new(capacity: usize) -> Self {
-        Lazy {
-            channel: OnceLock::new(),
-            // No buffer of 4 billion items fits anyway.
-            capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
-            closed: AtomicBool::new(false),
+impl<T> Channel<T> {
+    /// A channel of `capacity` items per subscriber, in which a slow subscriber loses the
+    /// oldest items and nobody is ever waited for.
+    fn new(capacity: usize) -> Self {
+        let (mut sender, receiver) = async_broadcast::broadcast(capacity);
+        sender.set_overflow(true);
+        sender.set_await_active(false);
+        Channel {
+            sender,
+            keep: receiver.deactivate(),
         }
     }
 
-    /// A receiver of everything sent from now on (made at once, ended if closed).
-    pub(crate) fn subscribe(&self) -> Receiver<T> {
-        let (sender, keep) = &**self.channel.get_or_init(|| {
-            let (mut sender, receiver) = async_broadcast::broadcast(self.capacity as usize);
-            // A slow subscriber loses the oldest items; nobody is ever waited for.
-            sender.set_overflow(true);
-            sender.set_await_active(false);
-            Box::new((sender, receiver.deactivate()))
-        });
-        let receiver = keep.activate_cloned();
-        // Closed before or while we made it: the new subscriber sees the end at once.
-        if self.closed.load(Ordering::SeqCst) {
-            sender.close();
+    /// A receiver of everything sent from now on; ended at once if `closed` (the channel
+    /// was closed before or while it was made).
+    fn subscribe(&self, closed: bool) -> Receiver<T> {
+        let receiver = self.keep.activate_cloned();
+        if closed {
+            self.sender.close();
         }
         receiver
     }
 
     /// Sends a clone of `item` to the subscribers, if there are any; never waits.
-    pub(crate) fn send(&self, item: &T) {
-        if let Some(channel) = self.channel.get() {
-            let sender = &channel.0;
-            if sender.receiver_count() > 0 {
-                let _ = sender.try_broadcast(item.clone());
-            }
+    fn send(&self, item: &T)
+    where
+        T: Clone,
+    {
+        if self.sender.receiver_count() > 0 {
+            let _ = self.sender.try_broadcast(item.clone());
         }
     }
 
     /// Ends every stream, present and future.
+    fn close(&self) {
+        self.sender.close();
+    }
+}
+
+/// Another pair of ends of the same channel (no bound on `T`: nothing is cloned but them).
+impl<T> Clone for Channel<T> {
+    fn clone(&self) -> Self {
+        Channel {
+            sender: self.sender.clone(),
+            keep: self.keep.clone(),
+        }
+    }
+}
+
+/// The builder's event channel, made on its first subscription (`Builder::events`), so that
+/// a builder nobody subscribes to allocates nothing for it. `spawn` hands what it made to
+/// the persistent connection's [`Subscriptions`].
+pub(crate) struct Lazy<T> {
+    channel: OnceLock<Channel<T>>,
+    capacity: usize,
+}
+
+impl<T> Lazy<T> {
+    /// A channel of `capacity` items per subscriber, not made yet.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Lazy {
+            channel: OnceLock::new(),
+            capacity,
+        }
+    }
+
+    /// A receiver of everything sent from now on (the channel is made at once).
+    pub(crate) fn subscribe(&self) -> Receiver<T> {
+        self.channel
+            .get_or_init(|| Channel::new(self.capacity))
+            .subscribe(false)
+    }
+
+    /// The channel, if someone subscribed.
+    pub(crate) fn into_channel(self) -> Option<Channel<T>> {
+        self.channel.into_inner()
+    }
+}
+
+/// The event channel and the state channel of a persistent connection, each made on its
+/// first subscription, both behind one pointer: 8 bytes in every persistent connection,
+/// nothing allocated until someone subscribes. Kept under the shared state's lock, which
+/// decides who makes what, so it needs no synchronisation of its own; the events are sent
+/// outside that lock, through a clone of the `Arc` (see [`senders`](Self::senders)).
+pub(crate) struct Subscriptions<T>(Option<Arc<Channels<T>>>);
+
+/// What [`Subscriptions`] points to.
+pub(crate) struct Channels<T> {
+    events: Option<Channel<T>>,
+    states: Option<Channel<State>>,
+}
+
+impl<T> Clone for Channels<T> {
+    fn clone(&self) -> Self {
+        Channels {
+            events: self.events.clone(),
+            states: self.states.clone(),
+        }
+    }
+}
+
+impl<T: Clone> Subscriptions<T> {
+    /// None made yet, but the event channel the builder made, if any.
+    pub(crate) fn new(events: Option<Channel<T>>) -> Self {
+        Subscriptions(events.map(|events| {
+            Arc::new(Channels {
+                events: Some(events),
+                states: None,
+            })
+        }))
+    }
+
+    /// The channels, to change: made now if need be. Someone sending outside the lock may
+    /// hold the current `Arc`; then its ends are cloned into a new one (rare: only while a
+    /// first subscription to the other channel races with an event).
+    fn channels_mut(&mut self) -> &mut Channels<T> {
+        Arc::make_mut(self.0.get_or_insert_with(|| {
+            Arc::new(Channels {
+                events: None,
+                states: None,
+            })
+        }))
+    }
+
+    /// A receiver of every event sent from now on, with room for `capacity` (if made now);
+    /// ended at once if `closed`.
+    pub(crate) fn subscribe_events(&mut self, capacity: usize, closed: bool) -> Receiver<T> {
+        self.channels_mut()
+            .events
+            .get_or_insert_with(|| Channel::new(capacity))
+            .subscribe(closed)
+    }
+
+    /// A receiver of every state sent from now on, with room for `capacity` (if made now);
+    /// ended at once if `closed`.
+    pub(crate) fn subscribe_states(&mut self, capacity: usize, closed: bool) -> Receiver<State> {
+        self.channels_mut()
+            .states
+            .get_or_insert_with(|| Channel::new(capacity))
+            .subscribe(closed)
+    }
+
+    /// Sends `state` to its subscribers, if there are any; never waits.
+    pub(crate) fn send_state(&self, state: &State) {
+        if let Some(states) = self.0.as_ref().and_then(|c| c.states.as_ref()) {
+            states.send(state);
+        }
+    }
+
+    /// The channels as they are, to send or close through once the lock is released (an
+    /// event may hold a connection, whose drop must not run under it); `None` while nobody
+    /// has subscribed.
+    pub(crate) fn senders(&self) -> Option<Arc<Channels<T>>> {
+        self.0.clone()
+    }
+}
+
+impl<T: Clone> Channels<T> {
+    /// Sends a clone of `event` to the event subscribers, if there are any; never waits.
+    pub(crate) fn send_event(&self, event: &T) {
+        if let Some(events) = &self.events {
+            events.send(event);
+        }
+    }
+
+    /// Ends every stream of both channels, present and future (a later subscriber is ended
+    /// by `subscribe_*`'s `closed`).
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        if let Some(channel) = self.channel.get() {
-            channel.0.close();
+        if let Some(events) = &self.events {
+            events.close();
+        }
+        if let Some(states) = &self.states {
+            states.close();
         }
     }
 }
@@ -166,5 +292,36 @@ mod tests {
             Poll::Ready(None),
             "ends with the channel"
         );
+    }
+
+    #[test]
+    fn both_channels_share_one_slot_and_ends_held_outside_the_lock_keep_working() {
+        use async_broadcast::TryRecvError;
+        let mut subscriptions = Subscriptions::<u32>::new(None);
+        assert!(
+            subscriptions.senders().is_none(),
+            "nothing made before a subscription"
+        );
+        let mut events = subscriptions.subscribe_events(4, false);
+        // A publisher holds the slot while the state channel is made: the slot is copied.
+        let in_flight = subscriptions.senders().expect("made on subscription");
+        let mut states = subscriptions.subscribe_states(4, false);
+        in_flight.send_event(&1);
+        subscriptions.send_state(&State::Connected);
+        assert_eq!(events.try_recv(), Ok(1));
+        assert_eq!(states.try_recv(), Ok(State::Connected));
+        drop(in_flight);
+        let current = subscriptions.senders().expect("made");
+        current.send_event(&2);
+        assert_eq!(
+            events.try_recv(),
+            Ok(2),
+            "the old slot's ends closed nothing"
+        );
+        current.close();
+        assert_eq!(events.try_recv(), Err(TryRecvError::Closed));
+        assert_eq!(states.try_recv(), Err(TryRecvError::Closed));
+        let mut late = subscriptions.subscribe_states(4, true);
+        assert_eq!(late.try_recv(), Err(TryRecvError::Closed), "ended at once");
     }
 }

@@ -1,10 +1,13 @@
-//! The callers of `connected*` waiting for an outcome, and who gets what (R3, R8, R9).
-//! Kept inside the shared state, under its lock.
+//! The callers of `connected*` waiting for an outcome, and who gets what (R3, R8, R9), and
+//! those of `close_finished` waiting for the task to finish. Kept inside the shared state,
+//! under its lock.
 //!
 //! Each waiting call has a slot here: its waker, and its answer once given. The answer
 //! waits in the slot until the call's future takes it, and a future that is dropped takes
-//! its slot with it, so a waiting call costs no allocation of its own (the slots' list
-//! keeps its allocation from one reconnection to the next) and nothing is lost.
+//! its slot with it, so a waiting call costs no allocation of its own beyond the slots'
+//! list, and nothing is lost. The list's room is freed once no call is left, so an idle
+//! persistent connection keeps none (the next call that waits makes it again: one
+//! allocation per reconnection for a client that waits on each).
 
 use std::task::{Poll, Waker};
 
@@ -20,6 +23,8 @@ pub(crate) enum Answer<C, E> {
     Failed(AttemptError<E>),
     /// No connection will come.
     Stopped(Stopped<E>),
+    /// The task has finished (only calls of `close_finished` are told, and only this).
+    Finished,
 }
 
 impl<C, E> Answer<C, E> {
@@ -28,36 +33,64 @@ impl<C, E> Answer<C, E> {
         match self {
             Answer::Connected(conn) => Some(Ok(conn)),
             Answer::Stopped(reason) => Some(Err(reason)),
-            Answer::Failed(_) => None,
+            Answer::Failed(_) | Answer::Finished => None,
         }
     }
 
-    /// The answer of `connected_or_failed_to_connect`.
+    /// The answer of `connected_or_failed_to_connect`; `None` for a finish, which it is
+    /// never given.
     pub(crate) fn any_outcome(self) -> Option<Result<C, ConnectError<E>>> {
         Some(match self {
             Answer::Connected(conn) => Ok(conn),
             Answer::Failed(error) => Err(ConnectError::Attempt(error)),
             Answer::Stopped(reason) => Err(ConnectError::Stopped(reason)),
+            Answer::Finished => return None,
         })
     }
+
+    /// The answer of `close_finished`: the only one it is given is the finish.
+    pub(crate) fn finished(self) -> Option<()> {
+        matches!(self, Answer::Finished).then_some(())
+    }
+}
+
+/// What a waiting call waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wants {
+    /// A connection, or the stop (`connected_or_closed`).
+    Connection,
+    /// The next attempt's outcome, or the stop (`connected_or_failed_to_connect`).
+    AnyOutcome,
+    /// The task's finish (`close_finished`).
+    Finish,
 }
 
 /// One waiting call.
 pub(crate) struct Slot<C, E> {
-    /// It wants failed attempts too (`connected_or_failed_to_connect`).
-    any_outcome: bool,
+    wants: Wants,
     waker: Option<Waker>,
     answer: Option<Answer<C, E>>,
 }
 
-/// The waiting calls. Allocates nothing until someone waits, then room for one.
+/// The waiting calls. Allocates nothing until someone waits, then room for one; frees it
+/// when the last call goes.
 pub(crate) struct Waiters<C, E>(Slab<Slot<C, E>>);
 
 impl<C, E> Waiters<C, E> {
     /// The call for `key` went away: its slot, with any answer it had not taken, for the
     /// caller to drop outside the lock (the answer may hold a connection).
     pub(crate) fn remove(&mut self, key: usize) -> Option<Slot<C, E>> {
-        self.0.try_remove(key)
+        let slot = self.0.try_remove(key);
+        self.free_if_empty();
+        slot
+    }
+
+    /// No call is left: frees the room (nothing in it to drop), so that an idle persistent
+    /// connection keeps none. Keys restart from 0, which no live call holds.
+    fn free_if_empty(&mut self) {
+        if self.0.is_empty() && self.0.capacity() > 0 {
+            self.0 = Slab::new();
+        }
     }
 }
 
@@ -66,14 +99,14 @@ impl<C: Clone, E> Waiters<C, E> {
         Waiters(Slab::new())
     }
 
-    /// A new waiting call (`any_outcome`: it wants failed attempts too); its key.
-    pub(crate) fn register(&mut self, any_outcome: bool) -> usize {
+    /// A new waiting call, for what it `wants`; its key.
+    pub(crate) fn register(&mut self, wants: Wants) -> usize {
         if self.0.capacity() == 0 {
             // Most persistent connections have one waiter at a time.
             self.0.reserve_exact(1);
         }
         self.0.insert(Slot {
-            any_outcome,
+            wants,
             waker: None,
             answer: None,
         })
@@ -87,7 +120,9 @@ impl<C: Clone, E> Waiters<C, E> {
             return Poll::Ready(None);
         };
         if slot.answer.is_some() {
-            return Poll::Ready(self.0.remove(key).answer);
+            let answer = self.0.remove(key).answer;
+            self.free_if_empty();
+            return Poll::Ready(answer);
         }
         match &mut slot.waker {
             Some(known) if known.will_wake(waker) => {}
@@ -108,26 +143,46 @@ impl<C: Clone, E> Waiters<C, E> {
         }
     }
 
-    /// An attempt made `conn`: every waiting call gets it.
+    /// An attempt made `conn`: every call waiting for a connection gets it.
     pub(crate) fn connected(&mut self, conn: &C) {
-        self.answer(|_| true, || Answer::Connected(conn.clone()));
+        self.answer(
+            |slot| slot.wants != Wants::Finish,
+            || Answer::Connected(conn.clone()),
+        );
     }
 
     /// An attempt failed: the calls of `connected_or_failed_to_connect` get the error;
     /// those of `connected` wait on.
     pub(crate) fn failed(&mut self, error: &AttemptError<E>) {
-        self.answer(|slot| slot.any_outcome, || Answer::Failed(error.clone()));
+        self.answer(
+            |slot| slot.wants == Wants::AnyOutcome,
+            || Answer::Failed(error.clone()),
+        );
     }
 
-    /// No connection will come: every waiting call gets `reason`.
+    /// No connection will come: every call waiting for one gets `reason`.
     pub(crate) fn stopped(&mut self, reason: &Stopped<E>) {
-        self.answer(|_| true, || Answer::Stopped(reason.clone()));
+        self.answer(
+            |slot| slot.wants != Wants::Finish,
+            || Answer::Stopped(reason.clone()),
+        );
+    }
+
+    /// The task has finished: the calls of `close_finished` are released.
+    pub(crate) fn finished(&mut self) {
+        self.answer(|slot| slot.wants == Wants::Finish, || Answer::Finished);
     }
 
     /// How many calls have a slot (waiting, or answered and not yet polled).
     #[cfg(test)]
     fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// How many slots there is room for.
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.0.capacity()
     }
 }
 
@@ -160,7 +215,7 @@ mod tests {
     fn an_answer_waits_in_its_slot_until_taken() {
         let mut waiters = W::new();
         let (count, waker) = counting();
-        let key = waiters.register(false);
+        let key = waiters.register(Wants::Connection);
         assert!(waiters.poll(key, &waker).is_pending());
         waiters.connected(&7);
         assert_eq!(woken(&count), 1, "the waiter is woken");
@@ -170,6 +225,7 @@ mod tests {
             _ => panic!("expected the connection"),
         }
         assert_eq!(waiters.len(), 0, "taking the answer frees the slot");
+        assert_eq!(waiters.capacity(), 0, "and the last slot's room");
         assert!(matches!(waiters.poll(key, &waker), Poll::Ready(None)));
     }
 
@@ -178,8 +234,8 @@ mod tests {
         let mut waiters = W::new();
         let (connected_count, connected_waker) = counting();
         let (any_count, any_waker) = counting();
-        let connected = waiters.register(false);
-        let any = waiters.register(true);
+        let connected = waiters.register(Wants::Connection);
+        let any = waiters.register(Wants::AnyOutcome);
         assert!(waiters.poll(connected, &connected_waker).is_pending());
         assert!(waiters.poll(any, &any_waker).is_pending());
         let error = AttemptError::Connect(Arc::new(String::from("refused")));
@@ -207,11 +263,43 @@ mod tests {
     }
 
     #[test]
+    fn only_the_finish_releases_close_finished_and_only_it() {
+        let mut waiters = W::new();
+        let (finish_count, finish_waker) = counting();
+        let (connected_count, connected_waker) = counting();
+        let finish = waiters.register(Wants::Finish);
+        let connected = waiters.register(Wants::Connection);
+        assert!(waiters.poll(finish, &finish_waker).is_pending());
+        assert!(waiters.poll(connected, &connected_waker).is_pending());
+        waiters.failed(&AttemptError::TimedOut(std::time::Duration::from_secs(1)));
+        waiters.connected(&5);
+        waiters.stopped(&Stopped::Closed);
+        assert_eq!(woken(&finish_count), 0, "no outcome or stop releases it");
+        assert_eq!(
+            woken(&connected_count),
+            1,
+            "the connection goes to its caller"
+        );
+        assert!(waiters.poll(finish, &finish_waker).is_pending());
+        waiters.finished();
+        assert_eq!(woken(&finish_count), 1);
+        match waiters.poll(finish, &finish_waker) {
+            Poll::Ready(Some(answer)) => assert_eq!(answer.finished(), Some(())),
+            _ => panic!("expected the finish"),
+        }
+        match waiters.poll(connected, &connected_waker) {
+            Poll::Ready(Some(answer)) => assert_eq!(answer.connected().unwrap().unwrap(), 5),
+            _ => panic!("the connection, not the finish"),
+        }
+        assert_eq!(waiters.capacity(), 0);
+    }
+
+    #[test]
     fn a_given_answer_is_not_replaced_and_the_latest_waker_is_woken() {
         let mut waiters = W::new();
         let (old_count, old_waker) = counting();
         let (new_count, new_waker) = counting();
-        let key = waiters.register(true);
+        let key = waiters.register(Wants::AnyOutcome);
         assert!(waiters.poll(key, &old_waker).is_pending());
         assert!(waiters.poll(key, &new_waker).is_pending());
         waiters.connected(&1);
@@ -225,15 +313,30 @@ mod tests {
     }
 
     #[test]
-    fn removed_calls_free_their_slots_and_keep_the_room() {
+    fn removed_calls_free_their_slots_and_the_last_one_the_room() {
         let mut waiters = W::new();
-        let keys: Vec<usize> = (0..1000).map(|i| waiters.register(i % 2 == 0)).collect();
-        for key in keys {
+        let keys: Vec<usize> = (0..1000)
+            .map(|i| {
+                waiters.register(if i % 2 == 0 {
+                    Wants::AnyOutcome
+                } else {
+                    Wants::Connection
+                })
+            })
+            .collect();
+        let (last, others) = keys.split_last().expect("keys");
+        for &key in others {
             assert!(waiters.remove(key).is_some());
         }
+        assert!(
+            waiters.capacity() > 0,
+            "the room is kept while a call waits"
+        );
+        assert!(waiters.remove(*last).is_some());
         assert_eq!(waiters.len(), 0);
+        assert_eq!(waiters.capacity(), 0, "no room kept once no call is left");
         assert!(waiters.remove(0).is_none(), "a slot is removed once");
-        let key = waiters.register(false);
+        let key = waiters.register(Wants::Connection);
         waiters.connected(&3);
         let slot = waiters.remove(key).expect("the slot");
         assert!(
