@@ -534,7 +534,9 @@ where
 
     /// The command `later` stands for. The machine has not moved since it was queued (no
     /// input is taken while commands wait), so the current connection is still the one it
-    /// named, and a timeout's failure is the configured connect timeout, as when it was made.
+    /// named, the newest timer is the one it started (an input starts at most one: the
+    /// attempt's, or the rest of a plan), and a timeout's failure and an uptime timer's
+    /// delay are the configured ones, as when it was made.
     #[inline(always)]
     fn rebuild(&self, later: Later) -> Option<Command<A, C, E>> {
         let timed_out = || Failure::TimedOut {
@@ -549,9 +551,9 @@ where
                 event: Event::Connected(self.current_of(made_by)?.clone()),
                 attempt: Some(made_by),
             },
-            Later::Disconnected(attempt) => Command::Emit {
+            Later::Disconnected { made_by } => Command::Emit {
                 event: Event::Disconnected,
-                attempt,
+                attempt: (made_by > 0).then_some(AttemptId(made_by)),
             },
             Later::TimedOut {
                 attempt,
@@ -572,17 +574,13 @@ where
                 attempt,
                 consecutive_failures: failures,
             },
-            Later::StartTimer { timer, secs, nanos } => Command::StartTimer {
-                timer,
+            Later::StartTimer { secs, nanos } => Command::StartTimer {
+                timer: TimerId(self.timer),
                 delay: Duration::new(secs, nanos),
             },
-            Later::StartUptimeTimer {
+            Later::StartUptimeTimer(attempt) => Command::StartUptimeTimer {
                 attempt,
-                secs,
-                nanos,
-            } => Command::StartUptimeTimer {
-                attempt,
-                delay: Duration::new(secs, nanos),
+                delay: self.config.min_uptime.unwrap_or_default(),
             },
             Later::FetchAddress(attempt) => Command::FetchAddress { attempt },
             Later::CancelAttempt(attempt) => Command::CancelAttempt { attempt },
@@ -671,7 +669,6 @@ where
         self.timer_out = true;
         self.plan = plan;
         self.enqueue(Later::StartTimer {
-            timer: TimerId(self.timer),
             secs: delay.as_secs(),
             nanos: delay.subsec_nanos(),
         });
@@ -704,13 +701,9 @@ where
     fn on_connected(&mut self, conn: C, attempt: AttemptId) {
         match self.config.min_uptime {
             // R19: the count goes back to 0 only once it has stayed up that long.
-            Some(delay) => {
+            Some(_) => {
                 self.uptime_pending = true;
-                self.enqueue(Later::StartUptimeTimer {
-                    attempt,
-                    secs: delay.as_secs(),
-                    nanos: delay.subsec_nanos(),
-                });
+                self.enqueue(Later::StartUptimeTimer(attempt));
             }
             None => self.failures = 0,
         }
@@ -878,10 +871,10 @@ where
             // R19: it died young, as a failed attempt would (no FailedToConnect for it).
             self.failures = self.failures.saturating_add(1);
         }
-        let attempt = self.current.take().map(|(_, made_by)| made_by);
+        let made_by = self.current.take().map_or(0, |(_, made_by)| made_by.0);
         self.closed_during_handler = false;
         self.close_sent = false;
-        self.emit_later(Later::Disconnected(attempt), After::Disconnected);
+        self.emit_later(Later::Disconnected { made_by }, After::Disconnected);
     }
 
     /// R11, R12: stop retrying. `close` also closes the current connection; all three

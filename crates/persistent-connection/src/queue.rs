@@ -3,13 +3,14 @@
 //! keeps that enough).
 //!
 //! Only the first command is kept whole. The ones behind it wait as a [`Later`]: their ids
-//! and durations, in 24 bytes, where a whole command takes as much as its largest payload
+//! and durations, in 16 bytes, where a whole command takes as much as its largest payload
 //! (an address and an event: 56 bytes for `(SocketAddr, Arc<()>, io::Error)`). An input's
 //! first command is the only one that can carry what the caller handed in (an address, an
 //! error, a late connection); what the later ones carry (the current connection, a
-//! timeout) the machine rebuilds when they move to the front.
+//! timeout, the newest timer's id, the configured uptime) the machine rebuilds when they
+//! move to the front.
 
-use crate::types::{AttemptId, StopKind, TimerId};
+use crate::types::{AttemptId, StopKind};
 
 /// How many commands can wait to be polled: the most one input yields.
 pub(crate) const CAPACITY: usize = 4;
@@ -24,8 +25,11 @@ pub(crate) enum Later {
     Attempting,
     /// `Emit(Connected(current connection))` for `attempt`.
     Connected(AttemptId),
-    /// `Emit(Disconnected)`.
-    Disconnected(Option<AttemptId>),
+    /// `Emit(Disconnected)` for the connection `made_by` made; 0 for none (no attempt is
+    /// numbered 0): an `Option<AttemptId>` would make every `Later` 24 bytes.
+    Disconnected {
+        made_by: u64,
+    },
     /// The connect timeout failed `attempt`: `Emit(FailedToConnect)` or, when `again`,
     /// `FailedAgain`.
     TimedOut {
@@ -37,18 +41,14 @@ pub(crate) enum Later {
         attempt: AttemptId,
         failures: u32,
     },
-    /// The delay as its seconds and nanoseconds: a `Duration` field would keep its padding
-    /// and make every `Later` 32 bytes.
+    /// `StartTimer` for the newest timer (one input starts at most one), with the delay as
+    /// its seconds and nanoseconds: a `Duration` field would keep its padding.
     StartTimer {
-        timer: TimerId,
         secs: u64,
         nanos: u32,
     },
-    StartUptimeTimer {
-        attempt: AttemptId,
-        secs: u64,
-        nanos: u32,
-    },
+    /// `StartUptimeTimer` for `attempt`, for the configured `min_uptime`.
+    StartUptimeTimer(AttemptId),
     FetchAddress(AttemptId),
     CancelAttempt(AttemptId),
     /// `CloseConnection` of the current connection, made by `attempt`.
@@ -172,7 +172,7 @@ mod tests {
     }
 
     #[test]
-    fn a_later_command_takes_24_bytes() {
-        assert_eq!(size_of::<Later>(), 24);
+    fn a_later_command_takes_16_bytes() {
+        assert_eq!(size_of::<Later>(), 16);
     }
 }
