@@ -13,7 +13,7 @@ use crate::error::{DriverEvent, PanicReport};
 use crate::health::HealthCheck;
 use crate::hooks::{AttemptSlot, Hooks};
 use crate::runtime::Runtime;
-use crate::shared::EVENT_BUFFER;
+use crate::shared::{EVENT_BUFFER, ServerName};
 use crate::streams::{Events, Lazy};
 
 /// A retry policy the driver computes without calling your code (R7). For any other
@@ -41,7 +41,7 @@ impl From<Backoff> for RetryPolicy {
 /// runtime.
 pub struct Builder<A, C, E> {
     pub(crate) runtime: Arc<dyn Runtime>,
-    pub(crate) server_name: Arc<str>,
+    pub(crate) server_name: ServerName,
     pub(crate) config: Config,
     pub(crate) seed: Option<u64>,
     pub(crate) hooks: Hooks<A, C, E>,
@@ -74,7 +74,7 @@ where
     {
         Builder {
             runtime: Arc::new(runtime),
-            server_name: server_name.into().into(),
+            server_name: ServerName::new(server_name.into()),
             config: Config::new(),
             seed: None,
             events: Lazy::new(EVENT_BUFFER),

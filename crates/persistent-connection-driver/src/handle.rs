@@ -45,7 +45,7 @@ impl<A, C, E> Drop for PersistentConnection<A, C, E> {
 impl<A, C, E> fmt::Debug for PersistentConnection<A, C, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PersistentConnection")
-            .field("server_name", self.shared.server_name())
+            .field("server_name", &self.shared.server_name())
             .field("state", &self.shared.state())
             .finish()
     }

@@ -6,7 +6,6 @@
 //! who is told what when an attempt ends, what a stop means to the waiters, what finishing
 //! releases. The builder, the handle and the task call these methods and never each other.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -52,9 +51,58 @@ pub(crate) enum StopRequest<E> {
     WhenCurrentConnectionCloses,
 }
 
+/// How many bytes of a server name are kept inline: as many as fit beside the tag and the
+/// length in the 24 bytes of an `Arc<str>` and its tag.
+const INLINE_NAME: usize = 22;
+
+/// The server name given at creation. A short one (most host names and `host:port`s) is
+/// kept inline, so that a persistent connection allocates nothing for its name; a longer
+/// one is shared, allocated once. The few places that need an `Arc<str>` (a panic report)
+/// make one when they do.
+#[derive(Clone)]
+pub(crate) enum ServerName {
+    /// The name's first `len` bytes (valid UTF-8: copied from a `str`).
+    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    /// A name longer than [`INLINE_NAME`] bytes.
+    Shared(Arc<str>),
+}
+
+impl ServerName {
+    /// `name`, inline if it fits (the `String` is then freed), else in an `Arc<str>`.
+    pub(crate) fn new(name: String) -> Self {
+        let len = name.len();
+        match u8::try_from(len) {
+            Ok(short) if len <= INLINE_NAME => {
+                let mut bytes = [0; INLINE_NAME];
+                bytes[..len].copy_from_slice(name.as_bytes());
+                ServerName::Inline { len: short, bytes }
+            }
+            _ => ServerName::Shared(name.into()),
+        }
+    }
+
+    /// The name.
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Copied whole from a `str`, so always UTF-8 (never the empty fallback).
+            ServerName::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            ServerName::Shared(name) => name,
+        }
+    }
+}
+
+/// As the name itself (a quoted string), as when it was an `Arc<str>`.
+impl fmt::Debug for ServerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// What the task and the handles share.
 pub(crate) struct Shared<A, C, E> {
-    server_name: Arc<str>,
+    server_name: ServerName,
     /// The clock of the statistics.
     runtime: Arc<dyn Runtime>,
     /// How many `PersistentConnection` handles there are: the last one to go closes (R13);
@@ -72,8 +120,9 @@ struct Inner<A, C, E> {
     /// Inputs that came while the machine still had commands to hand out: fed, in order,
     /// once the task has taken them all (the machine takes an input only when drained, so
     /// its queue never fills). Empty, and so never allocated, unless a handle's request
-    /// races with the task.
-    deferred: VecDeque<DriverInput<A, C, E>>,
+    /// races with the task. (A vector, not a deque: 8 bytes fewer, and taking the first of
+    /// the handful it ever holds costs nothing.)
+    deferred: Vec<DriverInput<A, C, E>>,
     task_waker: Option<Waker>,
     waiters: Waiters<C, E>,
     /// A stop was requested (or the machine stopped): no connection will come any more,
@@ -127,8 +176,8 @@ impl<A, C, E> Shared<A, C, E> {
         &*self.runtime
     }
 
-    pub(crate) fn server_name(&self) -> &Arc<str> {
-        &self.server_name
+    pub(crate) fn server_name(&self) -> &str {
+        self.server_name.as_str()
     }
 
     pub(crate) fn state(&self) -> State {
@@ -175,7 +224,7 @@ where
     E: fmt::Debug,
 {
     pub(crate) fn new(
-        server_name: Arc<str>,
+        server_name: ServerName,
         runtime: Arc<dyn Runtime>,
         machine: DriverMachine<A, C, E>,
         events: Lazy<DriverEvent<A, C, E>>,
@@ -190,7 +239,7 @@ where
                 close: |shared| shared.request_stop(StopRequest::Close),
                 state: machine.state(),
                 machine,
-                deferred: VecDeque::new(),
+                deferred: Vec::new(),
                 task_waker: None,
                 waiters: Waiters::new(),
                 stop_requested: false,
@@ -223,7 +272,10 @@ where
             if let Some(command) = inner.machine.poll_command() {
                 return Some(Next::Command(command));
             }
-            let input = inner.deferred.pop_front()?;
+            if inner.deferred.is_empty() {
+                return None;
+            }
+            let input = inner.deferred.remove(0);
             if let Some(refused) = self.apply(&mut inner, input) {
                 return Some(Next::Refused(refused));
             }
@@ -244,7 +296,7 @@ where
         input: DriverInput<A, C, E>,
     ) -> Option<DriverInput<A, C, E>> {
         if inner.machine.peek_command().is_some() || !inner.deferred.is_empty() {
-            inner.deferred.push_back(input);
+            inner.deferred.push(input);
             return None;
         }
         self.apply(inner, input)
@@ -611,5 +663,35 @@ impl<A, C, E, T> Drop for Wait<A, C, E, T> {
             // Dropped here, outside the lock: it may hold a connection.
             drop(slot);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names_short_and_long_give_back_the_same_str() {
+        assert!(
+            size_of::<ServerName>() <= 24,
+            "no bigger than an Arc<str> and its tag"
+        );
+        let fits = "é-".repeat(INLINE_NAME / 3) + "x";
+        let too_long = "y".repeat(INLINE_NAME + 1);
+        for name in [
+            "",
+            "memory",
+            "db.internal:5432",
+            fits.as_str(),
+            too_long.as_str(),
+        ] {
+            let server_name = ServerName::new(name.to_owned());
+            assert_eq!(server_name.as_str(), name);
+            assert_eq!(server_name.clone().as_str(), name);
+            assert_eq!(format!("{server_name:?}"), format!("{name:?}"));
+            let inline = matches!(server_name, ServerName::Inline { .. });
+            assert_eq!(inline, name.len() <= INLINE_NAME, "{name:?}");
+        }
+        assert_eq!(fits.len(), INLINE_NAME, "the longest inline name");
     }
 }

@@ -99,7 +99,7 @@ where
 
     fn report_panic(&self, during: Callback, message: Arc<str>) {
         let report = PanicReport {
-            server_name: self.shared.server_name().clone(),
+            server_name: Arc::from(self.shared.server_name()),
             during,
             message,
         };

@@ -352,7 +352,9 @@ where
         if self.wait == Wait::Finished {
             return Err(InputError::Finished { got });
         }
-        if self.queue.free() < MAX_PER_INPUT {
+        // One input's worth is the whole queue: it must be empty.
+        const _: () = assert!(MAX_PER_INPUT == CAPACITY);
+        if !self.queue.is_empty() {
             return Err(InputError::Backlog {
                 got,
                 pending: CAPACITY - self.queue.free(),

@@ -60,24 +60,24 @@ pub(crate) enum Later {
 pub(crate) struct Queue<T> {
     /// The next command; `None` only when nothing waits.
     pub(crate) front: Option<T>,
-    behind: [Later; BEHIND],
-    // Small: the queue is part of every Machine.
-    head: u8,
-    len: u8,
+    /// The later ones, first first; the rest `None`. No head or length beside them: an
+    /// `Option<Later>` takes no more room than a `Later`, and two bytes more would cost the
+    /// Machine eight (its alignment).
+    behind: [Option<Later>; BEHIND],
 }
 
 impl<T> Queue<T> {
     pub(crate) const fn new() -> Self {
         Queue {
             front: None,
-            behind: [Later::Finished; BEHIND],
-            head: 0,
-            len: 0,
+            behind: [None; BEHIND],
         }
     }
 
     pub(crate) fn free(&self) -> usize {
-        CAPACITY - usize::from(self.front.is_some()) - usize::from(self.len)
+        let taken = usize::from(self.front.is_some())
+            + self.behind.iter().filter(|later| later.is_some()).count();
+        CAPACITY - taken
     }
 
     /// Whether the next command pushed goes to the front (nothing waits).
@@ -94,12 +94,8 @@ impl<T> Queue<T> {
     /// accepts an input, so this never finds the queue full; if it ever did, the command
     /// would be dropped rather than panic.
     pub(crate) fn push_later(&mut self, later: Later) {
-        // Commands are queued only while an input is taken, when nothing waits (the head is
-        // back at 0), and drained before the next: no need to wrap around.
-        let slot = usize::from(self.head) + usize::from(self.len);
-        if slot < BEHIND {
-            self.behind[slot] = later;
-            self.len += 1;
+        if let Some(slot) = self.behind.iter_mut().find(|slot| slot.is_none()) {
+            *slot = Some(later);
         }
     }
 
@@ -111,16 +107,15 @@ impl<T> Queue<T> {
 
     /// Whether commands wait behind the front.
     pub(crate) fn has_later(&self) -> bool {
-        self.len > 0
+        self.behind[0].is_some()
     }
 
+    /// Takes the first later command; the others move up one.
     pub(crate) fn pop_later(&mut self) -> Option<Later> {
-        if self.len == 0 {
-            return None;
+        let later = self.behind[0].take()?;
+        for i in 1..BEHIND {
+            self.behind[i - 1] = self.behind[i].take();
         }
-        let later = self.behind[usize::from(self.head)];
-        self.len -= 1;
-        self.head = if self.len == 0 { 0 } else { self.head + 1 };
         Some(later)
     }
 
@@ -161,18 +156,22 @@ mod tests {
             q.push_later(Later::CancelAttempt(AttemptId(n)));
         }
         assert_eq!(q.pop_later(), Some(Later::CancelAttempt(AttemptId(0))));
-        // Pushed while others wait (the machine never does): kept only while there is room
-        // behind them, and the order holds.
+        // Pushed while others wait (the machine never does): it goes behind them.
         q.push_later(Later::Finished);
+        assert_eq!(q.free(), CAPACITY - BEHIND);
         for n in 1..BEHIND as u64 {
+            assert!(q.has_later());
             assert_eq!(q.pop_later(), Some(Later::CancelAttempt(AttemptId(n))));
         }
+        assert_eq!(q.pop_later(), Some(Later::Finished));
+        assert!(!q.has_later());
         assert_eq!(q.pop_later(), None);
         assert_eq!(q.free(), CAPACITY);
     }
 
     #[test]
-    fn a_later_command_takes_16_bytes() {
+    fn a_later_command_takes_16_bytes_and_needs_no_length_beside_it() {
         assert_eq!(size_of::<Later>(), 16);
+        assert_eq!(size_of::<[Option<Later>; BEHIND]>(), 16 * BEHIND);
     }
 }
