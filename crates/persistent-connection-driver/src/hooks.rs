@@ -262,3 +262,53 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type H = Hooks<u16, u32, String>;
+
+    fn hooks() -> H {
+        let get_address = || std::future::ready(Ok::<u16, String>(1));
+        let connect = |_: u16, _: AttemptContext<String>| std::future::ready(Err("no".to_owned()));
+        Hooks::new(Box::new(AttemptSlot::new(get_address, connect)))
+    }
+
+    fn retry_delay() -> Option<Box<RetryDelayFn>> {
+        Some(Box::new(|_| Duration::from_secs(1)))
+    }
+
+    #[test]
+    fn the_optional_box_exists_only_while_a_callback_is_set() {
+        let mut h = hooks();
+        assert!(h.optional.is_none(), "nothing set, nothing boxed");
+        h.set_retry_delay(retry_delay());
+        assert!(h.retry_delay().is_some());
+        h.set_retry_delay(None); // what `retry_policy` does
+        assert!(h.retry_delay().is_none());
+        assert!(
+            h.optional.is_none(),
+            "the last callback gone, the box is freed"
+        );
+    }
+
+    #[test]
+    fn clearing_the_retry_delay_keeps_the_other_callbacks() {
+        let mut h = hooks();
+        h.set_on_event(Box::new(|_| Box::pin(async {})));
+        h.set_retry_delay(retry_delay());
+        h.set_retry_delay(None);
+        assert!(h.on_event().is_some(), "on_event survives retry_policy");
+        assert!(h.retry_delay().is_none());
+
+        let mut h = hooks();
+        h.set_panic_hook(Box::new(|_| {}));
+        h.set_retry_delay(None);
+        assert!(
+            h.panic_hook().is_some(),
+            "the panic hook survives retry_policy"
+        );
+        assert!(h.on_event().is_none() && h.health().is_none());
+    }
+}
