@@ -211,9 +211,8 @@ where
     #[inline(never)]
     fn move_up(&mut self) {
         while let Some(later) = self.queue.pop_later() {
-            let next = self.rebuild(later);
-            if next.is_some() {
-                self.queue.front = next;
+            if let Some(next) = self.rebuild(later) {
+                self.queue.set_front(next);
                 break;
             }
         }

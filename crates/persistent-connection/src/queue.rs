@@ -59,7 +59,7 @@ pub(crate) enum Later {
 /// A FIFO of one whole command and up to [`BEHIND`] later ones.
 pub(crate) struct Queue<T> {
     /// The next command; `None` only when nothing waits.
-    pub(crate) front: Option<T>,
+    front: Option<T>,
     /// The later ones, first first; the rest `None`. No head or length beside them: an
     /// `Option<Later>` takes no more room than a `Later`, and two bytes more would cost the
     /// Machine eight (its alignment).
@@ -85,7 +85,7 @@ impl<T> Queue<T> {
         self.front.is_none()
     }
 
-    /// Puts `item` at the front. Only while the queue is empty.
+    /// Puts `item` at the front. Only while the front is free.
     pub(crate) fn set_front(&mut self, item: T) {
         self.front = Some(item);
     }
