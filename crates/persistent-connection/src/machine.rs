@@ -4,7 +4,7 @@ use core::fmt::{self, Debug, Write as _};
 use core::time::Duration;
 
 use crate::queue::{CAPACITY, Later, Queue};
-use crate::rng::JitterRng;
+use crate::rng::{JitterRng, Words};
 use crate::types::{
     AttemptId, Command, Config, Event, Expecting, Failure, Input, InputError, InputKind, Rejected,
     State, StopKind, TimerId,
@@ -45,14 +45,24 @@ const MAX_PER_INPUT: usize = 4;
 /// `Debug`: `FailedToConnect` is de-duplicated by a hash of the error's `Debug` text
 /// (kind and message for an `io::Error`), and each error is moved out exactly once, so
 /// the standard library's `io::Error` works as it is.
+#[repr(C)]
 pub struct Machine<A, C, E> {
+    // Laid out in this order (`repr(C)`): what every attempt touches (timer, fetch, dial,
+    // failure: the herd's every step) is one run of memory, from the config's
+    // `connect_timeout` to the queue's first later command (217 bytes for the herd's
+    // types). Behind it, what an attempt seldom or never reads: the rest of the queue, the
+    // RNG's seed (one refill in four attempts) and the current connection; before it,
+    // `min_uptime`, the config's first field. Over a million machines in memory, fewer
+    // lines come from memory per attempt (BENCHMARKS.md, F8). Eight-byte fields before the
+    // small ones, so that the only padding (four bytes for the herd's types, none for the
+    // driver's) is before the queue.
     config: Config,
-    rng: JitterRng,
-    /// The next word of `rng` to draw (kept here, where it packs with the flags).
-    rng_next: u8,
-    queue: Queue<Command<A, C, E>>,
-    wait: Wait,
-    stop: Option<StopKind>,
+    /// This attempt's retry delay, after jitter, once known.
+    retry_delay: Option<Duration>,
+    /// The jitter's next random words (one is drawn per attempt; `rng` refills them).
+    rng_words: Words,
+    /// Decides which errors are "equal" for the F de-duplication.
+    key: fn(&E) -> u64,
     /// The latest attempt's number (0: none yet).
     attempt: u64,
     /// Bit `i` set: attempt `attempt - i` was abandoned with its fetch (`late_fetch`) or
@@ -60,33 +70,35 @@ pub struct Machine<A, C, E> {
     /// connection is closed. Kept apart so a result of the wrong kind is still refused.
     late_fetch: u64,
     late_dial: u64,
-    failures: u32,
-    /// The last address obtained in this cycle (O de-duplication).
-    last_address: Option<A>,
     /// Hash of the last error of this cycle (F de-duplication), if `has_last_error`.
     last_error: u64,
-    has_last_error: bool,
-    /// The current connection and the attempt that made it.
-    current: Option<(C, AttemptId)>,
-    /// The current connection closed while the `Connected` handler ran (R5).
-    closed_during_handler: bool,
-    /// We asked the driver to close the current connection.
-    close_sent: bool,
     /// The id of the newest timer and whether it is still out.
     timer: u64,
+    /// The last address obtained in this cycle (O de-duplication).
+    last_address: Option<A>,
+    failures: u32,
+    wait: Wait,
+    /// The next of `rng_words` to draw (kept here, where it packs with the flags).
+    rng_next: u8,
+    has_last_error: bool,
     timer_out: bool,
     plan: TimerPlan,
     /// This attempt's retry timer has fired (or its delay was zero).
     retry_due: bool,
     /// This attempt's connect timeout fired while the `ObtainedAddress` handler ran.
     timed_out: bool,
-    /// This attempt's retry delay, after jitter, once known.
-    retry_delay: Option<Duration>,
+    stop: Option<StopKind>,
+    /// The current connection closed while the `Connected` handler ran (R5).
+    closed_during_handler: bool,
+    /// We asked the driver to close the current connection.
+    close_sent: bool,
     /// The current connection has not been current for `min_uptime` yet (R19): if it
     /// closes now, it counts as a failure.
     uptime_pending: bool,
-    /// Decides which errors are "equal" for the F de-duplication.
-    key: fn(&E) -> u64,
+    queue: Queue<Command<A, C, E>>,
+    rng: JitterRng,
+    /// The current connection and the attempt that made it.
+    current: Option<(C, AttemptId)>,
 }
 
 /// What the machine waits for next.
@@ -169,6 +181,7 @@ where
         let mut machine = Machine {
             key,
             rng: JitterRng::new(seed),
+            rng_words: Words::default(),
             rng_next: JitterRng::EMPTY,
             config,
             queue: Queue::new(),
@@ -364,12 +377,8 @@ where
             expected: self.expecting(),
         };
         match input {
-            Input::AddressObtained { attempt, .. } => {
-                self.check_result(*attempt, Wait::Fetch, self.late_fetch, got)
-            }
-            Input::Dialed { attempt, .. } => {
-                self.check_result(*attempt, Wait::Dial, self.late_dial, got)
-            }
+            Input::AddressObtained { attempt, .. } => self.check_result(*attempt, Wait::Fetch, got),
+            Input::Dialed { attempt, .. } => self.check_result(*attempt, Wait::Dial, got),
             Input::TimerFired(id) => {
                 if self.timer_out && id.0 == self.timer {
                     Ok(())
@@ -423,12 +432,15 @@ where
         &self,
         attempt: AttemptId,
         waiting: Wait,
-        late: u64,
         got: InputKind,
     ) -> Result<(), InputError> {
         if attempt.0 == self.attempt && self.wait == waiting {
             return Ok(());
         }
+        let late = match waiting {
+            Wait::Fetch => self.late_fetch,
+            _ => self.late_dial,
+        };
         if self.is_late(attempt, late) {
             return Ok(());
         }
@@ -645,10 +657,9 @@ where
     }
 
     fn begin_attempt(&mut self, delay: Duration) {
-        let retry = self
-            .config
-            .jitter
-            .apply(delay, || self.rng.next_u32(&mut self.rng_next));
+        let retry = self.config.jitter.apply(delay, || {
+            self.rng.next_u32(&mut self.rng_words, &mut self.rng_next)
+        });
         self.retry_delay = Some(retry);
         match self.config.connect_timeout {
             None if retry.is_zero() => self.retry_due = true,
@@ -1014,4 +1025,52 @@ pub fn error_key<T: Debug + ?Sized>(error: &T) -> u64 {
     // A Debug impl that fails leaves a partial hash: still a key, just a coarser one.
     let _ = write!(h, "{error:?}");
     h.0
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use core::mem::offset_of;
+    use std::{io, net::SocketAddr, sync::Arc};
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Refused;
+
+    /// The layout the herd relies on (BENCHMARKS.md, F8): what every attempt touches is one
+    /// run of memory, under three and a half cache lines, and what it seldom reads lies
+    /// outside it; and the order costs no room for the driver's kind of types.
+    #[test]
+    fn what_every_attempt_touches_is_one_short_run() {
+        type M = Machine<u16, u32, Refused>;
+        let start = offset_of!(M, config) + offset_of!(Config, connect_timeout);
+        let end = offset_of!(M, queue) + Queue::<Command<u16, u32, Refused>>::TOUCHED;
+        assert!(
+            end - start <= 224,
+            "the hot run is {} bytes ({start}..{end})",
+            end - start
+        );
+        assert!(offset_of!(M, config) + offset_of!(Config, min_uptime) < start);
+        for (name, cold) in [
+            ("rng", offset_of!(M, rng)),
+            ("current", offset_of!(M, current)),
+        ] {
+            assert!(
+                cold >= end,
+                "{name} at {cold}, inside the hot run {start}..{end}"
+            );
+        }
+        assert_eq!(
+            size_of::<M>(),
+            304,
+            "four bytes of padding, before the queue"
+        );
+        assert_eq!(
+            size_of::<Machine<SocketAddr, Arc<()>, io::Error>>(),
+            344,
+            "no padding for an address, a connection and an error of the driver's kind"
+        );
+    }
 }

@@ -143,21 +143,33 @@ impl Jitter {
     }
 
     /// Applies the jitter to `delay` with one draw from `rng`.
+    ///
+    /// In `u64` but for one product: every attempt jitters its delay, and `u128` divisions
+    /// are calls into the runtime. The results are those of the `u128` formula
+    /// (`d * frac * percent / 100`, clamped as in [`bounds`](Self::bounds)); the tests
+    /// compare the two.
     pub(crate) fn apply(self, delay: Duration, draw: impl FnOnce() -> u32) -> Duration {
-        let pct = self.percent();
-        let d = clamp_nanos(delay);
+        // At most 100, so the products below fit.
+        let pct = self.percent() as u64;
+        let d = clamp_nanos_u64(delay);
         if pct == 0 || d == 0 {
             // Clamped as when jittered, so that `bounds` holds for every jitter.
-            return from_nanos(d);
+            return Duration::from_nanos(d);
         }
         let draw = draw();
-        // 31 bits of magnitude, 1 bit of sign: d * frac with frac uniform in [0, 1).
-        let scaled = (d * u128::from(draw >> 1)) >> 31;
-        let distance = scaled * pct / 100;
+        // 31 bits of magnitude, 1 bit of sign: d * frac with frac uniform in [0, 1), which
+        // is below d, so it fits in a u64.
+        let scaled = ((u128::from(d) * u128::from(draw >> 1)) >> 31) as u64;
+        // scaled * pct / 100 without its 71-bit product: with scaled = 100 q + r, it is
+        // q * pct + r * pct / 100 exactly, and q * pct <= scaled.
+        let distance = scaled / 100 * pct + scaled % 100 * pct / 100;
         if draw & 1 == 0 {
-            from_nanos(d - distance)
+            Duration::from_nanos(d - distance)
         } else {
-            from_nanos(d + distance)
+            match d.checked_add(distance) {
+                Some(n) => Duration::from_nanos(n),
+                None => from_nanos(u128::from(d) + u128::from(distance)),
+            }
         }
     }
 }
@@ -179,6 +191,14 @@ fn clamp_nanos(d: Duration) -> u128 {
     d.as_nanos().min(u128::from(u64::MAX))
 }
 
+/// [`clamp_nanos`] in a `u64`, without a `u128` product.
+fn clamp_nanos_u64(d: Duration) -> u64 {
+    d.as_secs()
+        .checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(u64::from(d.subsec_nanos())))
+        .unwrap_or(u64::MAX)
+}
+
 fn from_nanos(n: u128) -> Duration {
     const NANOS_PER_SEC: u128 = 1_000_000_000;
     // `n` is at most 2 * u64::MAX, so the seconds fit in a u64.
@@ -186,4 +206,73 @@ fn from_nanos(n: u128) -> Duration {
     // The remainder is below 10^9, so it fits in a u32.
     let nanos = u32::try_from(n % NANOS_PER_SEC).unwrap_or(0);
     Duration::new(secs, nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use std::vec;
+
+    use super::*;
+
+    /// `Jitter::apply` as first written, in `u128` throughout: the reference.
+    fn reference(jitter: Jitter, delay: Duration, draw: u32) -> Duration {
+        let pct = jitter.percent();
+        let d = clamp_nanos(delay);
+        if pct == 0 || d == 0 {
+            return from_nanos(d);
+        }
+        let scaled = (d * u128::from(draw >> 1)) >> 31;
+        let distance = scaled * pct / 100;
+        if draw & 1 == 0 {
+            from_nanos(d - distance)
+        } else {
+            from_nanos(d + distance)
+        }
+    }
+
+    #[test]
+    fn apply_in_u64_gives_the_u128_formulas_results() {
+        let nanos_max = Duration::from_nanos(u64::MAX);
+        let delays = [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_nanos(99),
+            Duration::from_nanos(101),
+            Duration::from_millis(1),
+            Duration::from_secs(10),
+            Duration::new(1, 1),
+            Duration::new(123_456, 789_012_345),
+            nanos_max - Duration::from_nanos(1),
+            nanos_max,
+            nanos_max + Duration::from_nanos(1),
+            Duration::from_secs(u64::MAX / 1_000_000_000 + 1),
+            Duration::MAX,
+        ];
+        let percents = [0, 1, 29, 30, 99, 100, 101, 255];
+        let mut draws = vec![0, 1, 2, 3, 0x7fff_ffff, 0x8000_0000, u32::MAX - 1, u32::MAX];
+        // And a spread of others (an LCG: no need for quality here).
+        let mut x = 12_345u32;
+        for _ in 0..2_000 {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            draws.push(x);
+        }
+        for delay in delays {
+            for percent in percents {
+                let jitter = Jitter::Uniform { percent };
+                for &draw in &draws {
+                    assert_eq!(
+                        jitter.apply(delay, || draw),
+                        reference(jitter, delay, draw),
+                        "delay {delay:?}, {percent} %, draw {draw:#x}"
+                    );
+                }
+            }
+            assert_eq!(
+                Jitter::Off.apply(delay, || unreachable!("Off draws nothing")),
+                reference(Jitter::Off, delay, 0)
+            );
+        }
+    }
 }

@@ -56,7 +56,9 @@ pub(crate) enum Later {
     Finished,
 }
 
-/// A FIFO of one whole command and up to [`BEHIND`] later ones.
+/// A FIFO of one whole command and up to [`BEHIND`] later ones. The front first
+/// (`repr(C)`): commands fill it from there, so the slots at the end are seldom touched.
+#[repr(C)]
 pub(crate) struct Queue<T> {
     /// The next command; `None` only when nothing waits.
     front: Option<T>,
@@ -67,6 +69,14 @@ pub(crate) struct Queue<T> {
 }
 
 impl<T> Queue<T> {
+    /// The bytes from the queue's start that a drain of one or two commands reads: the
+    /// front, the first later command and the first byte of the second (to see whether it
+    /// is there). The Machine keeps what an attempt touches within these and its own first
+    /// fields.
+    #[cfg(test)]
+    pub(crate) const TOUCHED: usize =
+        core::mem::offset_of!(Self, behind) + size_of::<Option<Later>>() + 1;
+
     pub(crate) const fn new() -> Self {
         Queue {
             front: None,
@@ -110,11 +120,16 @@ impl<T> Queue<T> {
         self.behind[0].is_some()
     }
 
-    /// Takes the first later command; the others move up one.
+    /// Takes the first later command; the others move up one. Stops at the first empty
+    /// slot: the slots behind it are empty too, and most often one later command waits,
+    /// so the last slots are not read at all.
     pub(crate) fn pop_later(&mut self) -> Option<Later> {
         let later = self.behind[0].take()?;
         for i in 1..BEHIND {
-            self.behind[i - 1] = self.behind[i].take();
+            let Some(next) = self.behind[i].take() else {
+                break;
+            };
+            self.behind[i - 1] = Some(next);
         }
         Some(later)
     }

@@ -454,18 +454,22 @@ pub struct Rejected<A, C, E> {
 /// jitter sequence by accident.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
+// Laid out in this order (`repr(C)`, no padding but the jitter's) so that `min_uptime`,
+// which a failed attempt never reads, is at one end, away from the Machine's other fields
+// that every attempt touches (see `Machine`).
+#[repr(C)]
 pub struct Config {
-    /// Where each attempt's retry delay comes from (R7). Default: a constant 10 s.
-    pub retry_policy: RetryPolicy,
-    /// The randomisation of each retry delay (R7). Default: +-30 %.
-    pub jitter: Jitter,
-    /// The bound on each attempt (address fetch and dial together, from the attempt's
-    /// start). Default `None`: attempts take as long as they take, as in the seed.
-    pub connect_timeout: Option<Duration>,
     /// How long a connection must stay current before the failure count goes back to 0
     /// (R19); one that closes sooner counts as a failure. Default `None`: the count goes
     /// back to 0 on `Connected` (R5), as in the seed.
     pub min_uptime: Option<Duration>,
+    /// The bound on each attempt (address fetch and dial together, from the attempt's
+    /// start). Default `None`: attempts take as long as they take, as in the seed.
+    pub connect_timeout: Option<Duration>,
+    /// Where each attempt's retry delay comes from (R7). Default: a constant 10 s.
+    pub retry_policy: RetryPolicy,
+    /// The randomisation of each retry delay (R7). Default: +-30 %.
+    pub jitter: Jitter,
 }
 
 impl Config {
