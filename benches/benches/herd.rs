@@ -11,10 +11,10 @@
 //! peak window, when the last client reconnected, and the machine-steps per second it took
 //! to simulate (goal: the whole simulation in under 1 s per core; it runs on one).
 //!
-//! In time order the 400 MB of Machines are touched in random order, so the simulation
+//! In time order the 304 MB of Machines are touched in random order, so the simulation
 //! prefetches the Machines of the next firings of a calendar bucket (same steps in the same
-//! order, checked against a run without prefetching, which is reported too), and reuses the
-//! drained buckets' memory. `HERD_CACHE=<clients>[:<ahead>|:setup]` runs only the
+//! order, checked against a run without prefetching, which is reported too), keeps its
+//! calendar entries small (12 bytes) and reuses the drained buckets' memory. `HERD_CACHE=<clients>[:<ahead>|:setup]` runs only the
 //! time-ordered simulation, for `valgrind --tool=cachegrind --cache-sim=yes`.
 //!
 //! Run: `cargo bench -p persistent-connection-benches --bench herd`
@@ -57,10 +57,11 @@ struct Entry {
 }
 
 /// How many calendar entries ahead the time-ordered run prefetches a client's Machine.
-/// The Machines are 400 MB touched in random order: without it, each firing waits for its
+/// The Machines are 304 MB touched in random order: without it, each firing waits for its
 /// Machine's cache lines one miss at a time; with it, the misses of the next firings
-/// overlap. About a dozen firings cover the memory latency (4 to 48 were tried, alike within
-/// this host's noise; 0 turns prefetching off, and the bench also reports that run).
+/// overlap. About a dozen firings cover the memory latency (3 to 12 were tried, alike within
+/// this host's noise, 24 and 48 slower; 0 turns prefetching off, and the bench also reports
+/// that run).
 const PREFETCH_AHEAD: usize = 12;
 
 struct Sim {
