@@ -14,8 +14,9 @@
 //! In time order the 304 MB of Machines are touched in random order, so the simulation
 //! prefetches the Machines of the next firings of a calendar bucket (same steps in the same
 //! order, checked against a run without prefetching, which is reported too), keeps its
-//! calendar entries small (12 bytes) and reuses the drained buckets' memory. `HERD_CACHE=<clients>[:<ahead>|:setup]` runs only the
-//! time-ordered simulation, for `valgrind --tool=cachegrind --cache-sim=yes`.
+//! calendar entries small (12 bytes) and reuses the drained buckets' memory.
+//! `HERD_CACHE=<clients>[:<ahead>|:setup]` runs only the time-ordered simulation, for
+//! `valgrind --tool=cachegrind --cache-sim=yes`.
 //!
 //! Run: `cargo bench -p persistent-connection-benches --bench herd`
 
