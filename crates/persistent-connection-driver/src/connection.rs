@@ -3,6 +3,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -113,7 +114,7 @@ const SOLO_TAKEN: usize = 2;
 const LISTENER: usize = 4;
 
 /// Whatever holds a [`Flag`]: a bare one, or a `Tracked`'s shared part.
-trait HasFlag: Send + Sync + 'static {
+pub(crate) trait HasFlag: Send + Sync + 'static {
     fn flag(&self) -> &Flag;
 }
 
@@ -145,12 +146,29 @@ impl Flag {
 
 /// Waits for a [`Flag`] held by `owner` (the future of every `closed()`): in the flag's solo
 /// slot if it is free, which allocates nothing, else on its event. A hand-written future
-/// rather than an `async` block, so that it is small (40 bytes): the driver boxes one per
-/// connection to watch it, and a `Driven`'s driving future holds one.
-pub(crate) struct FlagWait<T: ?Sized> {
+/// rather than an `async` block, so that it is small (24 bytes for a sized owner): the
+/// driver boxes one per connection to watch it.
+/// `S` says which of the owner's flags it waits for: a type rather than a stored function,
+/// which would take 8 bytes more.
+pub(crate) struct FlagWait<T: ?Sized, S: FlagOf<T>> {
     owner: Arc<T>,
-    flag: fn(&T) -> &Flag,
     how: How,
+    which: PhantomData<fn() -> S>,
+}
+
+/// Which of its owner's flags a [`FlagWait`] waits for.
+pub(crate) trait FlagOf<T: ?Sized> {
+    /// The flag in `owner`.
+    fn flag(owner: &T) -> &Flag;
+}
+
+/// The owner's own flag: a bare [`Flag`], a `Tracked`'s, or any [`HasFlag`].
+pub(crate) struct OwnFlag;
+
+impl<T: ?Sized + HasFlag> FlagOf<T> for OwnFlag {
+    fn flag(owner: &T) -> &Flag {
+        owner.flag()
+    }
 }
 
 /// Where a [`FlagWait`] waits.
@@ -165,25 +183,20 @@ enum How {
     Done,
 }
 
-impl<T: ?Sized> FlagWait<T> {
-    /// Waits for `flag(&owner)`.
-    pub(crate) fn new(owner: Arc<T>, flag: fn(&T) -> &Flag) -> Self {
+impl<T: ?Sized, S: FlagOf<T>> FlagWait<T, S> {
+    /// Waits for `S::flag(&owner)`.
+    pub(crate) fn new(owner: Arc<T>) -> Self {
         FlagWait {
             owner,
-            flag,
             how: How::Unpolled,
+            which: PhantomData,
         }
-    }
-
-    /// The owner of the flag (for whoever needs it once the wait is over).
-    pub(crate) fn owner(&self) -> &Arc<T> {
-        &self.owner
     }
 
     /// Gives back what it holds: frees the solo slot (and drops the waker it left, which may
     /// keep a finished task's memory alive), or counts itself out of the event's waiters.
     fn release(&mut self) {
-        let flag = (self.flag)(&self.owner);
+        let flag = S::flag(&self.owner);
         match std::mem::replace(&mut self.how, How::Done) {
             How::Solo => {
                 drop(flag.solo.take());
@@ -197,12 +210,12 @@ impl<T: ?Sized> FlagWait<T> {
     }
 }
 
-impl<T: ?Sized> Future for FlagWait<T> {
+impl<T: ?Sized, S: FlagOf<T>> Future for FlagWait<T, S> {
     type Output = ();
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        let flag = (this.flag)(&this.owner);
+        let flag = S::flag(&this.owner);
         loop {
             match &mut this.how {
                 How::Done => return Poll::Ready(()),
@@ -248,7 +261,7 @@ impl<T: ?Sized> Future for FlagWait<T> {
     }
 }
 
-impl<T: ?Sized> Drop for FlagWait<T> {
+impl<T: ?Sized, S: FlagOf<T>> Drop for FlagWait<T, S> {
     fn drop(&mut self) {
         self.release();
     }
@@ -288,7 +301,7 @@ impl CloseSignal {
 
     /// Resolves once [`close`](Self::close) has been called (at once if it has).
     pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
-        FlagWait::new(self.inner.clone(), |inner| inner.flag())
+        FlagWait::<_, OwnFlag>::new(self.inner.clone())
     }
 }
 
@@ -455,8 +468,8 @@ mod tests {
     fn the_first_waiter_takes_the_solo_slot_and_the_others_wait_on_the_event() {
         let flag = Arc::new(Flag::default());
         let mut cx = Context::from_waker(Waker::noop());
-        let mut first = FlagWait::new(flag.clone(), |flag| flag);
-        let mut second = FlagWait::new(flag.clone(), |flag| flag);
+        let mut first = FlagWait::<_, OwnFlag>::new(flag.clone());
+        let mut second = FlagWait::<_, OwnFlag>::new(flag.clone());
         assert!(Pin::new(&mut first).poll(&mut cx).is_pending());
         assert!(matches!(first.how, How::Solo), "the first waiter is solo");
         assert_eq!(bits(&flag), SOLO_TAKEN);
@@ -473,7 +486,7 @@ mod tests {
             LISTENER,
             "a dropped solo waiter frees the slot"
         );
-        let mut third = FlagWait::new(flag.clone(), |flag| flag);
+        let mut third = FlagWait::<_, OwnFlag>::new(flag.clone());
         assert!(Pin::new(&mut third).poll(&mut cx).is_pending());
         assert!(
             matches!(third.how, How::Solo),

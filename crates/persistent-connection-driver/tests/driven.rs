@@ -5,7 +5,8 @@
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use persistent_connection_driver::{BoxFuture, CloseSignal, Connection, Driven, Ending, Runtime};
@@ -201,4 +202,64 @@ fn closed_when_holds_for_every_clone_and_is_set_once() {
     assert!(Connection::is_closed(&clone));
     let conn = conn.closed_when(|_| false);
     assert!(conn.is_closed(), "a second call changes nothing");
+}
+
+/// Counts its wake-ups.
+struct Count(AtomicUsize);
+
+impl Wake for Count {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Takes `conn`'s driving future and polls it once with a counting waker (it must be
+/// pending): the future, and the count (the test holds the waker's only other reference).
+fn polled_once<H>(conn: &Driven<H>) -> (BoxFuture<()>, Arc<Count>)
+where
+    H: Send + Sync + 'static,
+{
+    let mut driver = conn.take_driver().expect("the driving future");
+    let count = Arc::new(Count(AtomicUsize::new(0)));
+    let waker = Waker::from(count.clone());
+    let first = driver.as_mut().poll(&mut Context::from_waker(&waker));
+    assert!(first.is_pending(), "the driving future waits at first");
+    (driver, count)
+}
+
+#[test]
+fn close_wakes_the_running_driving_future() {
+    let conn = Driven::new((), std::future::pending::<()>());
+    let (mut driver, count) = polled_once(&conn);
+    let _closing = Connection::close(&conn);
+    assert_eq!(
+        count.0.load(Ordering::SeqCst),
+        1,
+        "close woke the driving future"
+    );
+    let next = driver
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()));
+    assert!(next.is_ready(), "woken, it stops");
+    assert!(matches!(conn.ending(), Some(Ending::Closed)));
+    assert!(conn.is_closed());
+}
+
+#[test]
+fn a_driving_future_that_ends_keeps_no_waker() {
+    let peer = CloseSignal::new();
+    let conn = Driven::new((), peer.closed());
+    let (mut driver, count) = polled_once(&conn);
+    peer.close();
+    let next = driver
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()));
+    assert!(next.is_ready(), "the peer went: it ends");
+    assert!(matches!(conn.ending(), Some(Ending::Finished)));
+    assert_eq!(
+        Arc::strong_count(&count),
+        1,
+        "the waker left for close is dropped with the finished future (it would keep its \
+         task's memory alive)"
+    );
 }
