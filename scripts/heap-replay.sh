@@ -13,7 +13,8 @@
 #   KIND   a memory kind, as MEMORY_KINDS takes it (e.g. Driven, client, hand)
 #   N      connections (e.g. 10000)
 #   e.g.   scripts/heap-replay.sh Driven 10000 144:136 "144:136 312:296"
-#          (each argument is one replay; an argument may hold several changes)
+#          (each argument is one replay; an argument may hold several changes;
+#          FROM:0 leaves the blocks of FROM bytes out)
 # Needs gcc and glibc (Linux); the bench's fd limit as for the memory bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."

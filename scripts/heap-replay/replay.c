@@ -1,5 +1,5 @@
 /* Replays a log written by logger.c against this process's glibc malloc, optionally with
- * some request sizes changed (FROM:TO), and prints how much the heap grew per connection:
+ * some request sizes changed (FROM:TO; TO 0 leaves those blocks out), and prints how much the heap grew per connection:
  * the arena (what RSS sees: heap pages touched), what is in use, and what lies free inside
  * the arena (fragmentation, mostly around 128-byte aligned blocks).
  *
@@ -75,11 +75,15 @@ int main(int argc, char **argv) {
         rec r = log[i];
         void *p = NULL;
         switch (r.op) {
-        case 1: put(r.c, malloc(sized(r.a))); break;
-        case 5: put(r.c, calloc(1, sized(r.a))); break;
+        case 1:
+            if (sized(r.a)) put(r.c, malloc(sized(r.a)));
+            break;
+        case 5:
+            if (sized(r.a)) put(r.c, calloc(1, sized(r.a)));
+            break;
         case 2: free(take(r.a)); break;
         case 3:
-            if (posix_memalign(&p, r.a, sized(r.b)) == 0) put(r.c, p);
+            if (sized(r.b) && posix_memalign(&p, r.a, sized(r.b)) == 0) put(r.c, p);
             break;
         case 4: put(r.c, realloc(r.a ? take(r.a) : NULL, sized(r.b))); break;
         }
