@@ -118,6 +118,8 @@ impl DriveState {
         }
     }
 
+    /// Records why it ended, unless an ending was recorded already (the first stays), and
+    /// raises `gone`.
     fn end(&self, ending: Ending) {
         let mut slot = self.slot();
         if !matches!(*slot, Slot::Ended(_)) {
@@ -129,6 +131,7 @@ impl DriveState {
         self.gone.close();
     }
 
+    /// Why it ended, once it has.
     fn ending(&self) -> Option<Ending> {
         match &*self.slot() {
             Slot::Ended(ending) => Some(ending.clone()),
