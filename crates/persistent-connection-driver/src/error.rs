@@ -7,12 +7,14 @@
 //! event stream, and `std::io::Error` is not `Clone`. Each type prints `E` with its
 //! `Display`, and is a [`std::error::Error`] whose `source()` is `E` whenever `E` is one.
 
+use std::any::Any;
 use std::error::Error as StdError;
 use std::fmt;
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use persistent_connection::Event;
+use persistent_connection::{Event, error_key};
 
 /// The events a driver reports: the core's [`Event`] with [`AttemptError`] in
 /// `FailedToConnect`.
@@ -93,6 +95,36 @@ impl<E> AttemptError<E> {
         matches!(self, AttemptError::Panicked { .. })
     }
 }
+
+impl<E: fmt::Debug + 'static> AttemptError<E> {
+    /// The key the driver's Machine compares failures by (R4): errors with the same key
+    /// are "equal", and a repeat is not reported.
+    ///
+    /// The classes are those of the default key ([`error_key`], a hash of the `Debug`
+    /// text), but an OS error (`std::io::Error` with a raw OS code, what a refused or
+    /// unreachable dial gives) is keyed by its step and code without formatting it: its
+    /// `Debug` text is made of exactly those, and formatting it builds the OS message in a
+    /// `String`, an allocation on every failed attempt.
+    pub(crate) fn key(&self) -> u64 {
+        let step = match self {
+            AttemptError::Address(_) => 0,
+            AttemptError::Connect(_) => 1,
+            AttemptError::TimedOut(_) | AttemptError::Panicked { .. } => return error_key(self),
+        };
+        let os_code = self
+            .user_error()
+            .and_then(|e| (e as &dyn Any).downcast_ref::<io::Error>())
+            .and_then(io::Error::raw_os_error);
+        match os_code {
+            // Tagged so that a key made here is unlike any text's hash but by chance.
+            Some(code) => OS_ERROR_KEY ^ (u64::from(code as u32) * 2 + step),
+            None => error_key(self),
+        }
+    }
+}
+
+/// What an OS error's key is made from ("OS" in ASCII, then a fixed pattern).
+const OS_ERROR_KEY: u64 = 0x4f53_a5c3_96e1_7d2b;
 
 impl<E> Clone for AttemptError<E> {
     fn clone(&self) -> Self {
@@ -254,5 +286,80 @@ impl fmt::Display for PanicReport {
             "persistent connection to {}: {} panicked: {}",
             self.server_name, self.during, self.message
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(code: i32) -> io::Error {
+        io::Error::from_raw_os_error(code)
+    }
+
+    /// The attempt errors the keys are checked on: each step with OS errors of many codes,
+    /// and the cases the key leaves to the default (other `io::Error`s, the driver's own).
+    fn samples() -> Vec<AttemptError<io::Error>> {
+        let mut all = Vec::new();
+        for code in [
+            0, 1, 2, 4, 11, 13, 98, 99, 104, 110, 111, 113, 255, 256, 4096,
+        ] {
+            all.push(AttemptError::Address(Arc::new(os(code))));
+            all.push(AttemptError::Connect(Arc::new(os(code))));
+            // A second error of the same code: a class has more than one member.
+            all.push(AttemptError::Connect(Arc::new(os(code))));
+        }
+        for kind in [io::ErrorKind::ConnectionRefused, io::ErrorKind::NotFound] {
+            all.push(AttemptError::Connect(Arc::new(kind.into())));
+            all.push(AttemptError::Address(Arc::new(io::Error::new(
+                kind, "down",
+            ))));
+        }
+        all.push(AttemptError::TimedOut(Duration::from_secs(1)));
+        all.push(AttemptError::Panicked {
+            during: Callback::Connect,
+            message: "boom".into(),
+        });
+        all
+    }
+
+    /// The driver's key puts two attempt errors in one class exactly when their `Debug`
+    /// texts (what the default key hashes) are equal: same step and same OS code.
+    #[test]
+    fn r4_the_drivers_key_has_the_classes_of_the_debug_text() {
+        let all = samples();
+        for a in &all {
+            for b in &all {
+                let (ta, tb) = (format!("{a:?}"), format!("{b:?}"));
+                assert_eq!(
+                    a.key() == b.key(),
+                    ta == tb,
+                    "keys of {ta} and {tb}: {:#x}, {:#x}",
+                    a.key(),
+                    b.key()
+                );
+            }
+        }
+    }
+
+    /// An OS error's key is made from its step and code, not from its text; every other
+    /// error gets the default key.
+    #[test]
+    fn r4_os_errors_are_keyed_by_step_and_code() {
+        for e in samples() {
+            let os_code = e.user_error().and_then(io::Error::raw_os_error);
+            match (&e, os_code) {
+                (AttemptError::Address(_), Some(code)) => {
+                    assert_eq!(e.key(), OS_ERROR_KEY ^ (u64::from(code as u32) * 2));
+                }
+                (AttemptError::Connect(_), Some(code)) => {
+                    assert_eq!(e.key(), OS_ERROR_KEY ^ (u64::from(code as u32) * 2 + 1));
+                }
+                _ => assert_eq!(e.key(), error_key(&e), "{e:?}"),
+            }
+        }
+        // Not an `io::Error`: the default key, even when it names an OS code.
+        let text: AttemptError<String> = AttemptError::Connect(Arc::new("os error 111".into()));
+        assert_eq!(text.key(), error_key(&text));
     }
 }

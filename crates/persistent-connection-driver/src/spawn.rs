@@ -8,6 +8,7 @@ use persistent_connection::Machine;
 
 use crate::builder::{Builder, random_seed};
 use crate::connection::Connection;
+use crate::error::AttemptError;
 use crate::handle::PersistentConnection;
 use crate::shared::Shared;
 use crate::task::Task;
@@ -23,7 +24,8 @@ where
     #[must_use = "dropping the handle closes the persistent connection at once"]
     pub fn spawn(self) -> PersistentConnection<A, C, E> {
         let seed = self.seed.unwrap_or_else(random_seed);
-        let machine = Machine::new(self.config, seed);
+        // Failures compare as by the default key, without formatting OS errors.
+        let machine = Machine::with_error_key(self.config, seed, AttemptError::key);
         let shared = Shared::new(self.server_name, self.runtime.clone(), machine, self.events);
         let task = Task::new(shared.clone(), self.hooks);
         // Every event and health report of this connection is inside one span naming it.
