@@ -56,7 +56,9 @@ async fn allocations_per_failed_attempt(make: fn() -> io::Error) -> f64 {
     failures(ATTEMPTS).await;
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocations;
     let failed = pc.stats().failures - failed;
-    pc.close().await;
+    tokio::time::timeout(Duration::from_secs(10), pc.close())
+        .await
+        .expect("close finishes within 10 s");
     allocations as f64 / failed as f64
 }
 
