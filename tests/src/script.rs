@@ -729,7 +729,7 @@ pub fn drain(
         if let Some((after, stop)) = mid {
             if polled >= after {
                 mid = None;
-                if checked.machine().peek_command().is_some() {
+                if checked.machine().has_command() {
                     report.mid_batch_stops += 1;
                     refused = Some(stop);
                 }

@@ -295,7 +295,7 @@ where
         inner: &mut Inner<A, C, E>,
         input: DriverInput<A, C, E>,
     ) -> Option<DriverInput<A, C, E>> {
-        if inner.machine.peek_command().is_some() || !inner.deferred.is_empty() {
+        if inner.machine.has_command() || !inner.deferred.is_empty() {
             inner.deferred.push(input);
             return None;
         }

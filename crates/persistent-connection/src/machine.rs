@@ -212,28 +212,46 @@ where
     /// The next thing to do, or `None` when the machine waits for input.
     #[inline]
     pub fn poll_command(&mut self) -> Option<Command<A, C, E>> {
-        let command = self.queue.take_front()?;
-        if self.queue.has_later() {
-            self.move_up();
+        if let Some(command) = self.queue.take_front() {
+            return Some(command);
         }
-        Some(command)
+        self.build_next()
     }
 
-    /// Rebuilds the next command behind the front and puts it there. Out of line: inlined
-    /// into every caller's drain loop it made the machine bench's loops 10 to 20 % slower.
+    /// Builds the next command that waits in compact form ([`Later`]) and hands it out
+    /// directly. Built here rather than stored whole when the input queued it: a command
+    /// written into the machine and read back at once by `poll_command`, with copies whose
+    /// widths differ from the stores that made it, stalled every drain on store-to-load
+    /// forwarding (`connect_cycle` of the `machine` bench: 31 -> 24 ns per input,
+    /// BENCHMARKS.md F5). Out of line: inlined into every drain loop it made the loops
+    /// slower.
     #[inline(never)]
-    fn move_up(&mut self) {
+    fn build_next(&mut self) -> Option<Command<A, C, E>> {
         while let Some(later) = self.queue.pop_later() {
-            if let Some(next) = self.rebuild(later) {
-                self.queue.set_front(next);
-                break;
+            if let Some(command) = self.rebuild(later) {
+                return Some(command);
             }
         }
+        None
     }
 
-    /// The next command, without taking it.
-    pub fn peek_command(&self) -> Option<&Command<A, C, E>> {
+    /// The next command, without taking it: the one [`poll_command`](Self::poll_command)
+    /// returns next. It takes `&mut self` because most commands wait in a compact form
+    /// until polled; this builds the next one so that it can be lent. To know only whether
+    /// a command waits, [`has_command`](Self::has_command) builds nothing.
+    pub fn peek_command(&mut self) -> Option<&Command<A, C, E>> {
+        if self.queue.front_is_free() {
+            if let Some(command) = self.build_next() {
+                self.queue.set_front(command);
+            }
+        }
         self.queue.peek()
+    }
+
+    /// Whether a command waits to be polled: while it does, inputs are refused with
+    /// [`InputError::Backlog`](crate::InputError::Backlog).
+    pub fn has_command(&self) -> bool {
+        !self.queue.is_empty()
     }
 
     /// Feeds one input. On success, drain [`poll_command`](Self::poll_command). On error
@@ -369,7 +387,7 @@ where
         if !self.queue.is_empty() {
             return Err(InputError::Backlog {
                 got,
-                pending: CAPACITY - self.queue.free(),
+                pending: self.queue.pending(),
             });
         }
         let unexpected = InputError::Unexpected {
@@ -524,25 +542,21 @@ where
     }
 
     /// Queues a command that carries what the caller handed in (an address, an error, a
-    /// late connection). Only an input's first command does, and the queue is empty when an
-    /// input is taken, so it goes to the front; were the front taken, it would be dropped
-    /// rather than panic (never reached).
+    /// late connection): it is kept whole, at the front. Only an input's first command does,
+    /// and the queue is empty when an input is taken; were it not, the command would be
+    /// dropped rather than panic (never reached).
     fn push(&mut self, command: Command<A, C, E>) {
         if self.queue.is_empty() {
             self.queue.set_front(command);
         }
     }
 
-    /// Queues a command whose payload the machine can rebuild: built whole at the front,
-    /// else kept small until it moves up. Inlined, so that each call site builds its one
-    /// kind of command in place rather than going through `rebuild`'s match.
+    /// Queues a command whose payload the machine can rebuild: it waits small, behind any
+    /// whole one, and is built when polled ([`build_next`](Self::build_next)). Inlined, so
+    /// that each call site stores its one kind of [`Later`].
     #[inline(always)]
     fn enqueue(&mut self, later: Later) {
-        if !self.queue.is_empty() {
-            self.queue.push_later(later);
-        } else if let Some(command) = self.rebuild(later) {
-            self.queue.set_front(command);
-        }
+        self.queue.push_later(later);
     }
 
     /// The command `later` stands for. The machine has not moved since it was queued (no
@@ -984,6 +998,7 @@ where
             .field("connected", &self.current.is_some())
             .field("timer_out", &self.timer_out)
             .field("retry_due", &self.retry_due)
+            .field("pending", &self.queue.pending())
             .finish_non_exhaustive()
     }
 }
@@ -1039,6 +1054,65 @@ mod tests {
     #[derive(Debug)]
     struct Refused;
 
+    /// `peek_command` lends the command `poll_command` returns next, whether it waits whole
+    /// (it carries the caller's address) or small (built by the peek), and lends the same
+    /// one again until it is polled; `has_command` says whether one waits.
+    #[test]
+    fn peek_lends_what_poll_returns_next() {
+        let mut m: Machine<u16, u32, &str> = Machine::new(Config::new(), 1);
+        assert!(m.has_command());
+        let first = m.peek_command().cloned();
+        assert_eq!(
+            first,
+            Some(Command::Emit {
+                event: Event::AttemptingToConnect,
+                attempt: None,
+            })
+        );
+        assert_eq!(
+            m.peek_command().cloned(),
+            first,
+            "a second peek lends the same"
+        );
+        assert!(m.has_command());
+        assert_eq!(m.poll_command(), first);
+        assert!(!m.has_command());
+        assert_eq!(m.peek_command(), None);
+        assert_eq!(m.poll_command(), None);
+
+        // Two small ones: each peeked, then polled, in order.
+        assert!(m.handle_input(Input::EventHandled).is_ok());
+        let attempt = AttemptId(1);
+        for expected in [
+            Command::StartTimer {
+                timer: TimerId(1),
+                delay: m.retry_delay().unwrap_or_default(),
+            },
+            Command::FetchAddress { attempt },
+        ] {
+            assert!(m.has_command(), "{expected:?} waits");
+            assert_eq!(m.peek_command(), Some(&expected));
+            assert_eq!(m.poll_command(), Some(expected));
+        }
+        assert!(!m.has_command());
+
+        // A whole one, which carries the address handed in.
+        let obtained = Input::AddressObtained {
+            attempt,
+            result: Ok(7),
+        };
+        assert!(m.handle_input(obtained).is_ok());
+        let whole = Command::Emit {
+            event: Event::ObtainedAddress(7),
+            attempt: Some(attempt),
+        };
+        assert!(m.has_command());
+        assert_eq!(m.peek_command(), Some(&whole));
+        assert_eq!(m.poll_command(), Some(whole));
+        assert!(!m.has_command());
+        assert_eq!(m.peek_command(), None);
+    }
+
     /// The layout the herd relies on (BENCHMARKS.md, F8): what every attempt touches is one
     /// run of memory, under three and a half cache lines, and what it seldom reads lies
     /// outside it; and the order costs no room for the driver's kind of types.
@@ -1064,12 +1138,12 @@ mod tests {
         }
         assert_eq!(
             size_of::<M>(),
-            304,
+            320,
             "four bytes of padding, before the queue"
         );
         assert_eq!(
             size_of::<Machine<SocketAddr, Arc<()>, io::Error>>(),
-            344,
+            360,
             "no padding for an address, a connection and an error of the driver's kind"
         );
     }

@@ -2,21 +2,20 @@
 //! worth (the rule of the loop, drain `poll_command` until `None` before the next input,
 //! keeps that enough).
 //!
-//! Only the first command is kept whole. The ones behind it wait as a [`Later`]: their ids
-//! and durations, in 16 bytes, where a whole command takes as much as its largest payload
-//! (an address and an event: 56 bytes for `(SocketAddr, Arc<()>, io::Error)`). An input's
-//! first command is the only one that can carry what the caller handed in (an address, an
-//! error, a late connection); what the later ones carry (the current connection, a
-//! timeout, the newest timer's id, the configured uptime) the machine rebuilds when they
-//! move to the front.
+//! A command that carries what the caller handed in (an address, an error, a late
+//! connection) is kept whole, at the front; only an input's first command can. The others
+//! wait as a [`Later`]: their ids and durations, in 16 bytes, where a whole command takes as
+//! much as its largest payload (an address and an event: 56 bytes for `(SocketAddr,
+//! Arc<()>, io::Error)`). What they carry (the current connection, a timeout, the newest
+//! timer's id, the configured uptime) the machine rebuilds when they are polled.
 
 use crate::types::{AttemptId, StopKind};
 
 /// How many commands can wait to be polled: the most one input yields.
 pub(crate) const CAPACITY: usize = 4;
 
-/// Commands behind the first.
-const BEHIND: usize = CAPACITY - 1;
+/// Commands behind the first: all of one input's may be small ones.
+const BEHIND: usize = CAPACITY;
 
 /// A command behind the first, without the payload the machine can rebuild.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -60,7 +59,8 @@ pub(crate) enum Later {
 /// (`repr(C)`): commands fill it from there, so the slots at the end are seldom touched.
 #[repr(C)]
 pub(crate) struct Queue<T> {
-    /// The next command; `None` only when nothing waits.
+    /// A whole command (one that carries what the caller handed in, or one built by a
+    /// peek), which comes before the later ones.
     front: Option<T>,
     /// The later ones, first first; the rest `None`. No head or length beside them: an
     /// `Option<Later>` takes no more room than a `Later`, and two bytes more would cost the
@@ -84,14 +84,19 @@ impl<T> Queue<T> {
         }
     }
 
-    pub(crate) fn free(&self) -> usize {
-        let taken = usize::from(self.front.is_some())
-            + self.behind.iter().filter(|later| later.is_some()).count();
-        CAPACITY - taken
+    /// How many commands wait, whole or small.
+    pub(crate) fn pending(&self) -> usize {
+        usize::from(self.front.is_some())
+            + self.behind.iter().filter(|later| later.is_some()).count()
     }
 
-    /// Whether the next command pushed goes to the front (nothing waits).
+    /// Whether nothing waits, whole or small.
     pub(crate) fn is_empty(&self) -> bool {
+        self.front.is_none() && self.behind[0].is_none()
+    }
+
+    /// Whether no whole command waits at the front.
+    pub(crate) fn front_is_free(&self) -> bool {
         self.front.is_none()
     }
 
@@ -100,8 +105,9 @@ impl<T> Queue<T> {
         self.front = Some(item);
     }
 
-    /// Adds `later` at the back, behind the front. The machine checks `free()` before it
-    /// accepts an input, so this never finds the queue full; if it ever did, the command
+    /// Adds `later` at the back, behind the front. The machine takes an input only when
+    /// nothing waits, and one input queues at most [`CAPACITY`], so this never finds the
+    /// queue full; if it ever did, the command
     /// would be dropped rather than panic.
     pub(crate) fn push_later(&mut self, later: Later) {
         if let Some(slot) = self.behind.iter_mut().find(|slot| slot.is_none()) {
@@ -109,13 +115,14 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Takes the front command; the caller then moves the next later one up
-    /// ([`pop_later`](Self::pop_later), [`set_front`](Self::set_front)).
+    /// Takes the front command; once it is gone, the later ones come from
+    /// [`pop_later`](Self::pop_later).
     pub(crate) fn take_front(&mut self) -> Option<T> {
         self.front.take()
     }
 
     /// Whether commands wait behind the front.
+    #[cfg(test)]
     pub(crate) fn has_later(&self) -> bool {
         self.behind[0].is_some()
     }
@@ -144,24 +151,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_in_front_then_a_fifo_that_drops_rather_than_overflows() {
+    fn one_whole_in_front_then_a_fifo_of_small_ones_that_drops_rather_than_overflows() {
         let mut q: Queue<u32> = Queue::new();
-        assert_eq!(q.free(), CAPACITY);
-        assert!(q.is_empty());
+        assert_eq!(q.pending(), 0);
+        assert!(q.is_empty() && q.front_is_free());
         assert_eq!(q.peek(), None);
         assert_eq!(q.take_front(), None);
         assert_eq!(q.pop_later(), None);
+        // Small ones alone: the queue is not empty, though its front is free.
+        q.push_later(Later::Finished);
+        assert!(!q.is_empty() && q.front_is_free());
+        assert_eq!(q.pending(), 1);
+        assert_eq!(q.pop_later(), Some(Later::Finished));
+        assert!(q.is_empty());
         q.set_front(7);
-        assert!(!q.is_empty());
-        assert_eq!(q.free(), CAPACITY - 1);
+        assert!(!q.is_empty() && !q.front_is_free());
+        assert_eq!(q.pending(), 1);
         for n in 0..BEHIND as u64 {
             q.push_later(Later::FetchAddress(AttemptId(n)));
         }
-        assert_eq!(q.free(), 0);
+        assert_eq!(q.pending(), 1 + BEHIND);
         q.push_later(Later::Finished); // full: dropped, never a panic
+        assert_eq!(q.pending(), 1 + BEHIND);
         assert_eq!(q.peek(), Some(&7));
         assert_eq!(q.take_front(), Some(7));
-        assert_eq!(q.free(), 1, "the front is free again");
+        assert!(q.front_is_free() && !q.is_empty());
+        assert_eq!(q.pending(), BEHIND, "the front is free again");
         for n in 0..BEHIND as u64 {
             assert_eq!(q.pop_later(), Some(Later::FetchAddress(AttemptId(n))));
         }
@@ -173,15 +188,15 @@ mod tests {
         assert_eq!(q.pop_later(), Some(Later::CancelAttempt(AttemptId(0))));
         // Pushed while others wait (the machine never does): it goes behind them.
         q.push_later(Later::Finished);
-        assert_eq!(q.free(), CAPACITY - BEHIND);
+        assert_eq!(q.pending(), BEHIND);
         for n in 1..BEHIND as u64 {
             assert!(q.has_later());
             assert_eq!(q.pop_later(), Some(Later::CancelAttempt(AttemptId(n))));
         }
         assert_eq!(q.pop_later(), Some(Later::Finished));
-        assert!(!q.has_later());
+        assert!(!q.has_later() && q.is_empty());
         assert_eq!(q.pop_later(), None);
-        assert_eq!(q.free(), CAPACITY);
+        assert_eq!(q.pending(), 0);
     }
 
     #[test]

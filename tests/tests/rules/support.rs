@@ -132,7 +132,7 @@ pub(crate) fn snapshot(m: &Raw) -> String {
         m.is_finished(),
         m.retry_delay(),
         m.stop_kind(),
-        m.peek_command(),
+        m.has_command(),
     )
 }
 
