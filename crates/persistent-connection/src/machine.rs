@@ -49,7 +49,7 @@ const MAX_PER_INPUT: usize = 4;
 pub struct Machine<A, C, E> {
     // Laid out in this order (`repr(C)`): what every attempt touches (timer, fetch, dial,
     // failure: the herd's every step) is one run of memory, from the config's
-    // `connect_timeout` to the queue's first later command (217 bytes for the herd's
+    // `connect_timeout` to the queue's second later command (233 bytes for the herd's
     // types). Behind it, what an attempt seldom or never reads: the rest of the queue, the
     // RNG's seed (one refill in four attempts) and the current connection; before it,
     // `min_uptime`, the config's first field. Over a million machines in memory, fewer
@@ -215,6 +215,10 @@ where
         if let Some(command) = self.queue.take_front() {
             return Some(command);
         }
+        // Seen here, the last poll of a drain (nothing waits) costs no call.
+        if !self.queue.has_later() {
+            return None;
+        }
         self.build_next()
     }
 
@@ -222,9 +226,8 @@ where
     /// directly. Built here rather than stored whole when the input queued it: a command
     /// written into the machine and read back at once by `poll_command`, with copies whose
     /// widths differ from the stores that made it, stalled every drain on store-to-load
-    /// forwarding (`connect_cycle` of the `machine` bench: 31 -> 24 ns per input,
-    /// BENCHMARKS.md F5). Out of line: inlined into every drain loop it made the loops
-    /// slower.
+    /// forwarding (the `machine` bench's loops were 15 to 25 % slower, BENCHMARKS.md F5).
+    /// Out of line: inlined into the drain loops it made them slower again.
     #[inline(never)]
     fn build_next(&mut self) -> Option<Command<A, C, E>> {
         while let Some(later) = self.queue.pop_later() {
@@ -556,7 +559,29 @@ where
     /// that each call site stores its one kind of [`Later`].
     #[inline(always)]
     fn enqueue(&mut self, later: Later) {
-        self.queue.push_later(later);
+        if let Err(later) = self.queue.push_later(later) {
+            self.make_room(later);
+        }
+    }
+
+    /// Queues `later` when the small slots are full: the first small one is built whole at
+    /// the front, which is free (a timeout that fails an attempt again and starts the next
+    /// at once queues four: cancel, failure, timer, fetch). Building it now rather than
+    /// when polled gives the same command: what it reads does not change for the rest of
+    /// the input (see `rebuild`). Were the front taken, `later` would be dropped rather
+    /// than panic (never reached: one input queues at most `CAPACITY`).
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, later: Later) {
+        if !self.queue.front_is_free() {
+            return;
+        }
+        if let Some(first) = self.queue.pop_later() {
+            if let Some(command) = self.rebuild(first) {
+                self.queue.set_front(command);
+            }
+        }
+        let _ = self.queue.push_later(later);
     }
 
     /// The command `later` stands for. The machine has not moved since it was queued (no
@@ -1113,16 +1138,85 @@ mod tests {
         assert_eq!(m.peek_command(), None);
     }
 
+    /// An input that queues more small commands than there are small slots (a timeout
+    /// that fails an attempt again and, its retry delay over too, starts the next: cancel,
+    /// failure, timer, fetch) still hands all four out, in order, and refuses the next
+    /// input until they are drained.
+    #[test]
+    fn an_input_that_queues_four_small_commands_hands_out_all_four() {
+        use crate::{Jitter, RetryPolicy};
+        let second = Duration::from_secs(1);
+        let config = Config::new()
+            .retry_policy(RetryPolicy::Constant(second))
+            .jitter(Jitter::Off)
+            .connect_timeout(second);
+        let mut m: Machine<u16, u32, &'static str> = Machine::new(config, 1);
+        let drain = |m: &mut Machine<u16, u32, &'static str>| {
+            let mut out = std::vec::Vec::new();
+            while let Some(command) = m.poll_command() {
+                out.push(command);
+            }
+            out
+        };
+        let timed_out = Failure::TimedOut { after: second };
+        drain(&mut m); // AttemptingToConnect
+        assert!(m.handle_input(Input::EventHandled).is_ok());
+        drain(&mut m); // the first attempt's timer and fetch
+        assert!(m.handle_input(Input::TimerFired(TimerId(1))).is_ok());
+        assert_eq!(
+            drain(&mut m),
+            [
+                Command::CancelAttempt {
+                    attempt: AttemptId(1)
+                },
+                Command::Emit {
+                    event: Event::FailedToConnect(timed_out.clone()),
+                    attempt: Some(AttemptId(1)),
+                },
+            ]
+        );
+        assert!(m.handle_input(Input::EventHandled).is_ok());
+        drain(&mut m); // the second attempt's timer and fetch
+        assert!(m.handle_input(Input::TimerFired(TimerId(2))).is_ok());
+        assert_eq!(
+            m.handle_input(Input::Close).map_err(|r| r.error),
+            Err(InputError::Backlog {
+                got: InputKind::Close,
+                pending: 4
+            })
+        );
+        let four = [
+            Command::CancelAttempt {
+                attempt: AttemptId(2),
+            },
+            Command::FailedAgain {
+                attempt: AttemptId(2),
+                error: timed_out,
+            },
+            Command::StartTimer {
+                timer: TimerId(3),
+                delay: second,
+            },
+            Command::FetchAddress {
+                attempt: AttemptId(3),
+            },
+        ];
+        assert_eq!(m.peek_command(), Some(&four[0]));
+        assert_eq!(drain(&mut m), four);
+        assert!(!m.has_command());
+    }
+
     /// The layout the herd relies on (BENCHMARKS.md, F8): what every attempt touches is one
-    /// run of memory, under three and a half cache lines, and what it seldom reads lies
-    /// outside it; and the order costs no room for the driver's kind of types.
+    /// run of memory, under four cache lines less a later command's slot, and what it
+    /// seldom reads lies outside it; and the order costs no room for the driver's kind of
+    /// types.
     #[test]
     fn what_every_attempt_touches_is_one_short_run() {
         type M = Machine<u16, u32, Refused>;
         let start = offset_of!(M, config) + offset_of!(Config, connect_timeout);
         let end = offset_of!(M, queue) + Queue::<Command<u16, u32, Refused>>::TOUCHED;
         assert!(
-            end - start <= 224,
+            end - start <= 240,
             "the hot run is {} bytes ({start}..{end})",
             end - start
         );
@@ -1138,12 +1232,12 @@ mod tests {
         }
         assert_eq!(
             size_of::<M>(),
-            320,
+            304,
             "four bytes of padding, before the queue"
         );
         assert_eq!(
             size_of::<Machine<SocketAddr, Arc<()>, io::Error>>(),
-            360,
+            344,
             "no padding for an address, a connection and an error of the driver's kind"
         );
     }

@@ -7,15 +7,19 @@
 //! wait as a [`Later`]: their ids and durations, in 16 bytes, where a whole command takes as
 //! much as its largest payload (an address and an event: 56 bytes for `(SocketAddr,
 //! Arc<()>, io::Error)`). What they carry (the current connection, a timeout, the newest
-//! timer's id, the configured uptime) the machine rebuilds when they are polled.
+//! timer's id, the configured uptime) the machine rebuilds when they are polled, and hands
+//! out directly: a command stored whole and read back at once costs the drain a
+//! store-to-load forwarding stall (BENCHMARKS.md, F5).
 
 use crate::types::{AttemptId, StopKind};
 
 /// How many commands can wait to be polled: the most one input yields.
 pub(crate) const CAPACITY: usize = 4;
 
-/// Commands behind the first: all of one input's may be small ones.
-const BEHIND: usize = CAPACITY;
+/// Commands behind the first. One input may queue [`CAPACITY`] small ones: then the first
+/// is built whole at the front (`Machine::make_room`), which is rare; a fourth slot would
+/// make every Machine 16 bytes larger (and the herd's last-level misses 30 % more, F5).
+const BEHIND: usize = CAPACITY - 1;
 
 /// A command behind the first, without the payload the machine can rebuild.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,8 +59,8 @@ pub(crate) enum Later {
     Finished,
 }
 
-/// A FIFO of one whole command and up to [`BEHIND`] later ones. The front first
-/// (`repr(C)`): commands fill it from there, so the slots at the end are seldom touched.
+/// A FIFO of one whole command and up to [`BEHIND`] later ones (`repr(C)`, the front
+/// first: its first byte is read by every poll; the last slots are seldom touched).
 #[repr(C)]
 pub(crate) struct Queue<T> {
     /// A whole command (one that carries what the caller handed in, or one built by a
@@ -69,13 +73,14 @@ pub(crate) struct Queue<T> {
 }
 
 impl<T> Queue<T> {
-    /// The bytes from the queue's start that a drain of one or two commands reads: the
-    /// front, the first later command and the first byte of the second (to see whether it
-    /// is there). The Machine keeps what an attempt touches within these and its own first
+    /// The bytes from the queue's start that an input queuing one or two commands (most
+    /// do) and the drain of them read: the front's first byte (whether a whole one
+    /// waits), the first two later slots and the first byte of the third (whether it is
+    /// taken). The Machine keeps what an attempt touches within these and its own first
     /// fields.
     #[cfg(test)]
     pub(crate) const TOUCHED: usize =
-        core::mem::offset_of!(Self, behind) + size_of::<Option<Later>>() + 1;
+        core::mem::offset_of!(Self, behind) + 2 * size_of::<Option<Later>>() + 1;
 
     pub(crate) const fn new() -> Self {
         Queue {
@@ -105,13 +110,15 @@ impl<T> Queue<T> {
         self.front = Some(item);
     }
 
-    /// Adds `later` at the back, behind the front. The machine takes an input only when
-    /// nothing waits, and one input queues at most [`CAPACITY`], so this never finds the
-    /// queue full; if it ever did, the command
-    /// would be dropped rather than panic.
-    pub(crate) fn push_later(&mut self, later: Later) {
-        if let Some(slot) = self.behind.iter_mut().find(|slot| slot.is_none()) {
-            *slot = Some(later);
+    /// Adds `later` at the back, behind the front, or hands it back when every slot is
+    /// taken (the caller then makes room).
+    pub(crate) fn push_later(&mut self, later: Later) -> Result<(), Later> {
+        match self.behind.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => {
+                *slot = Some(later);
+                Ok(())
+            }
+            None => Err(later),
         }
     }
 
@@ -122,7 +129,6 @@ impl<T> Queue<T> {
     }
 
     /// Whether commands wait behind the front.
-    #[cfg(test)]
     pub(crate) fn has_later(&self) -> bool {
         self.behind[0].is_some()
     }
@@ -151,50 +157,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_whole_in_front_then_a_fifo_of_small_ones_that_drops_rather_than_overflows() {
+    fn one_whole_in_front_then_a_fifo_of_small_ones_that_hands_back_rather_than_overflows() {
         let mut q: Queue<u32> = Queue::new();
         assert_eq!(q.pending(), 0);
-        assert!(q.is_empty() && q.front_is_free());
+        assert!(q.is_empty() && q.front_is_free() && !q.has_later());
         assert_eq!(q.peek(), None);
         assert_eq!(q.take_front(), None);
         assert_eq!(q.pop_later(), None);
         // Small ones alone: the queue is not empty, though its front is free.
-        q.push_later(Later::Finished);
-        assert!(!q.is_empty() && q.front_is_free());
+        assert_eq!(q.push_later(Later::Finished), Ok(()));
+        assert!(!q.is_empty() && q.front_is_free() && q.has_later());
         assert_eq!(q.pending(), 1);
         assert_eq!(q.pop_later(), Some(Later::Finished));
         assert!(q.is_empty());
         q.set_front(7);
-        assert!(!q.is_empty() && !q.front_is_free());
+        assert!(!q.is_empty() && !q.front_is_free() && !q.has_later());
         assert_eq!(q.pending(), 1);
         for n in 0..BEHIND as u64 {
-            q.push_later(Later::FetchAddress(AttemptId(n)));
+            assert_eq!(q.push_later(Later::FetchAddress(AttemptId(n))), Ok(()));
         }
         assert_eq!(q.pending(), 1 + BEHIND);
-        q.push_later(Later::Finished); // full: dropped, never a panic
+        // Full: handed back, never a panic.
+        assert_eq!(q.push_later(Later::Finished), Err(Later::Finished));
         assert_eq!(q.pending(), 1 + BEHIND);
         assert_eq!(q.peek(), Some(&7));
         assert_eq!(q.take_front(), Some(7));
         assert!(q.front_is_free() && !q.is_empty());
         assert_eq!(q.pending(), BEHIND, "the front is free again");
         for n in 0..BEHIND as u64 {
+            assert!(q.has_later());
             assert_eq!(q.pop_later(), Some(Later::FetchAddress(AttemptId(n))));
         }
-        assert_eq!(q.pop_later(), None, "the dropped command was not kept");
+        assert_eq!(q.pop_later(), None, "the handed-back command was not kept");
+        assert!(q.is_empty());
         // Once drained, the queue starts over from its first slot: all of it is room again.
         for n in 0..BEHIND as u64 {
-            q.push_later(Later::CancelAttempt(AttemptId(n)));
+            assert_eq!(q.push_later(Later::CancelAttempt(AttemptId(n))), Ok(()));
         }
         assert_eq!(q.pop_later(), Some(Later::CancelAttempt(AttemptId(0))));
         // Pushed while others wait (the machine never does): it goes behind them.
-        q.push_later(Later::Finished);
+        assert_eq!(q.push_later(Later::Finished), Ok(()));
         assert_eq!(q.pending(), BEHIND);
         for n in 1..BEHIND as u64 {
-            assert!(q.has_later());
             assert_eq!(q.pop_later(), Some(Later::CancelAttempt(AttemptId(n))));
         }
         assert_eq!(q.pop_later(), Some(Later::Finished));
-        assert!(!q.has_later() && q.is_empty());
+        assert!(!q.has_later());
         assert_eq!(q.pop_later(), None);
         assert_eq!(q.pending(), 0);
     }
