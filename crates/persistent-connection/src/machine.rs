@@ -243,12 +243,18 @@ where
     /// until polled; this builds the next one so that it can be lent. To know only whether
     /// a command waits, [`has_command`](Self::has_command) builds nothing.
     pub fn peek_command(&mut self) -> Option<&Command<A, C, E>> {
+        self.build_front();
+        self.queue.peek()
+    }
+
+    /// Builds the next small command whole at the front, if the front is free: for a peek
+    /// to lend it, or to make room for one more small one ([`make_room`](Self::make_room)).
+    fn build_front(&mut self) {
         if self.queue.front_is_free() {
             if let Some(command) = self.build_next() {
                 self.queue.set_front(command);
             }
         }
-        self.queue.peek()
     }
 
     /// Whether a command waits to be polled: while it does, inputs are refused with
@@ -565,22 +571,15 @@ where
     }
 
     /// Queues `later` when the small slots are full: the first small one is built whole at
-    /// the front, which is free (a timeout that fails an attempt again and starts the next
-    /// at once queues four: cancel, failure, timer, fetch). Building it now rather than
+    /// the front, which is then free (a timeout that fails an attempt again and starts the
+    /// next at once queues four: cancel, failure, timer, fetch). Building it now rather than
     /// when polled gives the same command: what it reads does not change for the rest of
     /// the input (see `rebuild`). Were the front taken, `later` would be dropped rather
     /// than panic (never reached: one input queues at most `CAPACITY`).
     #[cold]
     #[inline(never)]
     fn make_room(&mut self, later: Later) {
-        if !self.queue.front_is_free() {
-            return;
-        }
-        if let Some(first) = self.queue.pop_later() {
-            if let Some(command) = self.rebuild(first) {
-                self.queue.set_front(command);
-            }
-        }
+        self.build_front();
         let _ = self.queue.push_later(later);
     }
 
