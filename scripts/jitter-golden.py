@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The jitter's golden sequence (tests/tests/rules/r07_retry_delay.rs), computed apart from
 the library and from rand_chacha: ChaCha8 written out here, refill k keyed with the seed and
-k (8 bytes each, little-endian, then 16 zero bytes), counter 0, its first 4 words, one word
-per attempt, turned into delays as `Jitter::apply` does.
+k (8 bytes each, little-endian, then 16 zero bytes), counter 0, its first 4 words, each
+split into two 16-bit draws (low half first), one draw per attempt, turned into delays as
+`Jitter::apply` does.
 
 Usage: scripts/jitter-golden.py [SEED [DELAY_NS [COUNT]]]   (defaults: 7, 10 s, 8)
 """
@@ -45,26 +46,27 @@ def chacha8_block(key, counter):
     return [(a + b) & M32 for a, b in zip(s, init)]
 
 
-def words(seed, count):
+def draws(seed, count):
     out = []
     k = 0
     while len(out) < count:
         key = struct.pack("<QQ", seed, k) + bytes(16)
-        out += chacha8_block(key, 0)[:KEPT]
+        for word in chacha8_block(key, 0)[:KEPT]:
+            out += [word & 0xFFFF, word >> 16]
         k += 1
     return out[:count]
 
 
-def delay(d, word, percent=30):
-    distance = ((d * (word >> 1)) >> 31) * percent // 100
-    return d + distance if word & 1 else d - distance
+def delay(d, draw, percent=30):
+    distance = ((d * (draw >> 1)) >> 15) * percent // 100
+    return d + distance if draw & 1 else d - distance
 
 
 def main():
     seed = int(sys.argv[1]) if len(sys.argv) > 1 else 7
     d = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000_000_000
     count = int(sys.argv[3]) if len(sys.argv) > 3 else 8
-    for w in words(seed, count):
+    for w in draws(seed, count):
         n = delay(d, w)
         print(f"{n:_} // {'+' if w & 1 else '-'}")
 

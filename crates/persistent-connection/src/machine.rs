@@ -696,7 +696,7 @@ where
 
     fn begin_attempt(&mut self, delay: Duration) {
         let retry = self.config.jitter.apply(delay, || {
-            self.rng.next_u32(&mut self.rng_words, &mut self.rng_next)
+            self.rng.next_u16(&mut self.rng_words, &mut self.rng_next)
         });
         self.retry_delay = Some(retry);
         match self.config.connect_timeout {

@@ -116,8 +116,9 @@ impl Default for Exponential {
 pub enum Jitter {
     /// Use the policy's delay as it is.
     Off,
-    /// Draw a distance uniformly from `[0, percent% of the delay)` and add it or take it off
-    /// with even odds. `percent` above 100 counts as 100.
+    /// Draw a distance uniformly from `[0, percent% of the delay)`, in steps of 1/32,768 of
+    /// that range (one 16-bit draw per attempt: a sign and 15 bits), and add it or take it
+    /// off with even odds. `percent` above 100 counts as 100.
     Uniform {
         /// The largest distance, in percent of the delay.
         percent: u8,
@@ -148,7 +149,7 @@ impl Jitter {
     /// are calls into the runtime. The results are those of the `u128` formula
     /// (`d * frac * percent / 100`, clamped as in [`bounds`](Self::bounds)); the tests
     /// compare the two.
-    pub(crate) fn apply(self, delay: Duration, draw: impl FnOnce() -> u32) -> Duration {
+    pub(crate) fn apply(self, delay: Duration, draw: impl FnOnce() -> u16) -> Duration {
         // At most 100, so the products below fit.
         let pct = self.percent() as u64;
         let d = clamp_nanos_u64(delay);
@@ -157,9 +158,9 @@ impl Jitter {
             return Duration::from_nanos(d);
         }
         let draw = draw();
-        // 31 bits of magnitude, 1 bit of sign: d * frac with frac uniform in [0, 1), which
+        // 15 bits of magnitude, 1 bit of sign: d * frac with frac uniform in [0, 1), which
         // is below d, so it fits in a u64.
-        let scaled = ((u128::from(d) * u128::from(draw >> 1)) >> 31) as u64;
+        let scaled = ((u128::from(d) * u128::from(draw >> 1)) >> 15) as u64;
         // scaled * pct / 100 without its 71-bit product: with scaled = 100 q + r, it is
         // q * pct + r * pct / 100 exactly, and q * pct <= scaled.
         let distance = scaled / 100 * pct + scaled % 100 * pct / 100;
@@ -217,13 +218,13 @@ mod tests {
     use super::*;
 
     /// `Jitter::apply` as first written, in `u128` throughout: the reference.
-    fn reference(jitter: Jitter, delay: Duration, draw: u32) -> Duration {
+    fn reference(jitter: Jitter, delay: Duration, draw: u16) -> Duration {
         let pct = jitter.percent();
         let d = clamp_nanos(delay);
         if pct == 0 || d == 0 {
             return from_nanos(d);
         }
-        let scaled = (d * u128::from(draw >> 1)) >> 31;
+        let scaled = (d * u128::from(draw >> 1)) >> 15;
         let distance = scaled * pct / 100;
         if draw & 1 == 0 {
             from_nanos(d - distance)
@@ -251,12 +252,12 @@ mod tests {
             Duration::MAX,
         ];
         let percents = [0, 1, 29, 30, 99, 100, 101, 255];
-        let mut draws = vec![0, 1, 2, 3, 0x7fff_ffff, 0x8000_0000, u32::MAX - 1, u32::MAX];
+        let mut draws = vec![0, 1, 2, 3, 0x7fff, 0x8000, u16::MAX - 1, u16::MAX];
         // And a spread of others (an LCG: no need for quality here).
         let mut x = 12_345u32;
         for _ in 0..2_000 {
             x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            draws.push(x);
+            draws.push((x >> 16) as u16);
         }
         for delay in delays {
             for percent in percents {

@@ -4,23 +4,30 @@ use rand_chacha::ChaCha8Core;
 use rand_core::SeedableRng;
 use rand_core::block::Generator;
 
-/// How many words of each refill are kept: one is drawn per attempt. A refill makes 64
-/// words (256 bytes) at once; keeping them all would nearly double the Machine, so the
-/// rest is dropped: a refill every 4 attempts costs a few nanoseconds per input.
+/// How many 32-bit words of each refill are kept. A refill makes 64 words (256 bytes) at
+/// once; keeping them all would nearly double the Machine, so the rest is dropped.
 const KEPT: usize = 4;
 
-/// The words kept from the last refill, drawn in order.
-pub(crate) type Words = [u32; KEPT];
+/// Draws per refill: each kept word gives two 16-bit draws, its low half first. A draw is
+/// one attempt's jitter (a sign and 15 bits of distance: steps of 1/32,768 of the largest
+/// distance, 92 us for the standard jitter of a 10 s delay), so a refill serves eight
+/// attempts. It is the dearest step of an attempt (a long chain of dependent steps: about
+/// 5 ns per input of the `machine` bench's `fail_retry` loop at a refill every four
+/// attempts, BENCHMARKS.md F5); 32-bit draws would make it twice as often.
+pub(crate) const DRAWS: usize = 2 * KEPT;
+
+/// The draws kept from the last refill, drawn in order.
+pub(crate) type Words = [u16; DRAWS];
 
 /// A ChaCha8 stream in 16 bytes plus the caller's [`Words`]: the seed and how many refills
 /// were made. Refill `k` runs ChaCha8 keyed with the seed (bytes 0..8 of the key,
 /// little-endian) and `k` (bytes 8..16; the rest zero) from block 0, and keeps its first
 /// `KEPT` words. Keeping the generator itself (its key, counter and stream: 48 bytes at an
 /// alignment of 16) would make the Machine 40 bytes larger, for a refill that costs the
-/// same. The caller keeps the words and the index of the next one (`next`) apart from
-/// this: every attempt draws a word, but only every `KEPT`th refills, so the Machine keeps
-/// the seed and count away from what each attempt touches, and the index where it packs
-/// with other small fields.
+/// same. The caller keeps the draws and the index of the next one (`next`) apart from
+/// this: every attempt draws, but only every `DRAWS`th refills, so the Machine keeps the
+/// seed and count away from what each attempt touches, and the index where it packs with
+/// other small fields.
 #[derive(Clone)]
 pub(crate) struct JitterRng {
     seed: u64,
@@ -30,25 +37,33 @@ pub(crate) struct JitterRng {
 
 impl JitterRng {
     /// The index that makes the first draw refill.
-    pub(crate) const EMPTY: u8 = KEPT as u8;
+    pub(crate) const EMPTY: u8 = DRAWS as u8;
 
     pub(crate) fn new(seed: u64) -> Self {
         JitterRng { seed, refills: 0 }
     }
 
-    /// The next 32 random bits from `words`, refilled once drawn; `next` is the index of
-    /// the next unused word.
-    pub(crate) fn next_u32(&mut self, words: &mut Words, next: &mut u8) -> u32 {
-        if usize::from(*next) >= KEPT {
+    /// The next 16 random bits from `words`; `next` is the index of the next unused draw.
+    /// The draws are refilled once the last is taken, not when the next one needs them:
+    /// then nothing waits for the refill, and the processor runs the attempt's other work
+    /// beside it. The same draws come in the same order either way. Only the first draw
+    /// finds them empty.
+    #[inline(always)]
+    pub(crate) fn next_u16(&mut self, words: &mut Words, next: &mut u8) -> u16 {
+        if usize::from(*next) >= DRAWS {
             self.refill(words);
             *next = 0;
         }
-        let word = words[usize::from(*next)];
+        let draw = words[usize::from(*next)];
         *next += 1;
-        word
+        if usize::from(*next) == DRAWS {
+            self.refill(words);
+            *next = 0;
+        }
+        draw
     }
 
-    /// Out of line: one attempt in `KEPT` needs it, and inlined it would make every
+    /// Out of line: one attempt in `DRAWS` needs it, and inlined it would make every
     /// attempt's code longer.
     #[inline(never)]
     fn refill(&mut self, words: &mut Words) {
@@ -58,7 +73,10 @@ impl JitterRng {
         self.refills = self.refills.wrapping_add(1);
         let mut block = [0u32; 64];
         ChaCha8Core::from_seed(key).generate(&mut block);
-        words.copy_from_slice(&block[..KEPT]);
+        for (pair, word) in words.chunks_exact_mut(2).zip(&block[..KEPT]) {
+            pair[0] = *word as u16;
+            pair[1] = (*word >> 16) as u16;
+        }
     }
 }
 
@@ -67,39 +85,41 @@ mod tests {
     use super::*;
 
     /// Each refill keys a fresh ChaCha8 with the seed and the refill's number, and the
-    /// words come out in order: the first `KEPT` of each refill.
+    /// draws come out in order: the first `KEPT` words of each refill, each low half first.
     #[test]
-    fn draws_the_first_words_of_each_keyed_refill() {
+    fn draws_the_halves_of_the_first_words_of_each_keyed_refill() {
         for seed in [0, 7, u64::MAX] {
             let mut rng = JitterRng::new(seed);
-            let (mut words, mut next) = ([0; KEPT], JitterRng::EMPTY);
+            let (mut words, mut next) = ([0; DRAWS], JitterRng::EMPTY);
             for k in 0u64..5 {
                 let mut key = [0u8; 32];
                 key[..8].copy_from_slice(&seed.to_le_bytes());
                 key[8..16].copy_from_slice(&k.to_le_bytes());
                 let mut block = [0u32; 64];
                 ChaCha8Core::from_seed(key).generate(&mut block);
-                for expected in &block[..KEPT] {
-                    assert_eq!(
-                        rng.next_u32(&mut words, &mut next),
-                        *expected,
-                        "seed {seed}, refill {k}"
-                    );
+                for word in &block[..KEPT] {
+                    for expected in [*word & 0xffff, *word >> 16] {
+                        assert_eq!(
+                            u32::from(rng.next_u16(&mut words, &mut next)),
+                            expected,
+                            "seed {seed}, refill {k}"
+                        );
+                    }
                 }
             }
         }
     }
 
-    /// Two seeds, or two refills of one seed, do not share words.
+    /// Two seeds, or two refills of one seed, do not share draws.
     #[test]
     fn seeds_and_refills_differ() {
-        let draw8 = |seed| {
+        let draw16 = |seed| {
             let mut rng = JitterRng::new(seed);
-            let (mut words, mut next) = ([0; KEPT], JitterRng::EMPTY);
-            core::array::from_fn::<u32, 8, _>(|_| rng.next_u32(&mut words, &mut next))
+            let (mut words, mut next) = ([0; DRAWS], JitterRng::EMPTY);
+            core::array::from_fn::<u16, 16, _>(|_| rng.next_u16(&mut words, &mut next))
         };
-        let (a, b) = (draw8(1), draw8(2));
+        let (a, b) = (draw16(1), draw16(2));
         assert_ne!(a, b);
-        assert_ne!(a[..4], a[4..]);
+        assert_ne!(a[..DRAWS], a[DRAWS..]);
     }
 }

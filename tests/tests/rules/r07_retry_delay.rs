@@ -248,11 +248,12 @@ fn r7_zero_delay_starts_no_timer() {
 }
 
 /// The jitter's sign, pinned: with seed 7, a constant 10 s and the standard jitter, the
-/// first eight delays are exactly these (computed apart from the library, by
+/// first ten delays are exactly these (computed apart from the library, by
 /// `scripts/jitter-golden.py`: refill `k` is ChaCha8 keyed with the seed and `k` (8 bytes
-/// each, little-endian, then zeros), block 0, its first 4 words, one word per attempt;
-/// bit 0 set adds the distance, clear takes it off; the distance is
-/// `d * (word >> 1) / 2^31 * 30 %`). A jitter that adds where it should take off (or the
+/// each, little-endian, then zeros), block 0, its first 4 words, each split into two
+/// 16-bit draws, low half first, one draw per attempt, so the ninth attempt draws from the
+/// second refill; bit 0 set adds the distance, clear takes it off; the distance is
+/// `d * (draw >> 1) / 2^15 * 30 %`). A jitter that adds where it should take off (or the
 /// other way round) fails here, though it keeps every bound.
 #[test]
 fn r7_jitter_sign_golden_sequence() {
@@ -260,19 +261,21 @@ fn r7_jitter_sign_golden_sequence() {
         Config::new().retry_policy(RetryPolicy::Constant(secs(10))),
         7,
     );
-    let delays = delays_of_failing_attempts(&mut m, 8);
+    let delays = delays_of_failing_attempts(&mut m, 10);
     let nanos: Vec<u128> = delays.iter().map(Duration::as_nanos).collect();
     assert_eq!(
         nanos,
         [
-            10_518_771_131, // +
-            7_707_672_874,  // -
-            12_749_402_533, // +
-            8_602_187_156,  // -
-            10_119_570_321, // +
-            7_390_427_068,  // -
-            10_180_322_696, // +
-            9_838_177_578,  // -
+            12_184_906_005, // +
+            9_481_262_208,  // -
+            8_049_468_995,  // -
+            7_707_702_637,  // -
+            11_844_421_386, // +
+            12_749_328_613, // +
+            7_937_408_448,  // -
+            11_397_735_595, // +
+            10_160_583_496, // + (the second refill)
+            9_880_432_129,  // -
         ]
     );
     // Both ways, as "added or taken off with even odds" says.
