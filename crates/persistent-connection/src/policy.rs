@@ -28,6 +28,7 @@ impl RetryPolicy {
     ///
     /// Returns `None` for [`RetryPolicy::Custom`], whose delay comes from the caller.
     /// Never panics or overflows, whatever the count.
+    #[inline]
     pub fn delay(&self, consecutive_failures: u32) -> Option<Duration> {
         match self {
             RetryPolicy::Constant(d) => Some(*d),
