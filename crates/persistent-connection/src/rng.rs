@@ -110,6 +110,22 @@ mod tests {
         }
     }
 
+    /// The next refill is made as the last draw of a refill is taken (so that no draw
+    /// waits for it), and only then: the first draw makes the first, the eighth the second.
+    #[test]
+    fn refills_once_the_last_draw_is_taken() {
+        let mut rng = JitterRng::new(3);
+        let (mut words, mut next) = ([0; DRAWS], JitterRng::EMPTY);
+        let mut refills = [0; 2 * DRAWS];
+        for made in &mut refills {
+            rng.next_u16(&mut words, &mut next);
+            *made = rng.refills;
+        }
+        let expected: [u64; 2 * DRAWS] =
+            core::array::from_fn(|i| 1 + (i as u64 + 1) / DRAWS as u64);
+        assert_eq!(refills, expected, "refills made after each draw");
+    }
+
     /// Two seeds, or two refills of one seed, do not share draws.
     #[test]
     fn seeds_and_refills_differ() {
