@@ -5,7 +5,7 @@ k (8 bytes each, little-endian, then 16 zero bytes), counter 0, its first 4 word
 split into two 16-bit draws (low half first), one draw per attempt, turned into delays as
 `Jitter::apply` does.
 
-Usage: scripts/jitter-golden.py [SEED [DELAY_NS [COUNT]]]   (defaults: 7, 10 s, 8)
+Usage: scripts/jitter-golden.py [SEED [DELAY_NS [COUNT]]]   (defaults: 7, 10 s, 10)
 """
 import struct
 import sys
@@ -65,7 +65,7 @@ def delay(d, draw, percent=30):
 def main():
     seed = int(sys.argv[1]) if len(sys.argv) > 1 else 7
     d = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000_000_000
-    count = int(sys.argv[3]) if len(sys.argv) > 3 else 8
+    count = int(sys.argv[3]) if len(sys.argv) > 3 else 10
     for w in draws(seed, count):
         n = delay(d, w)
         print(f"{n:_} // {'+' if w & 1 else '-'}")

@@ -130,7 +130,8 @@ impl Jitter {
     /// The seed's jitter: +-30 %.
     pub const STANDARD: Jitter = Jitter::Uniform { percent: 30 };
 
-    /// Inlined: every attempt asks (out of line, the call cost a tenth of the jitter).
+    /// The largest distance in percent of the delay: at most 100, 0 when off. Inlined:
+    /// every attempt asks (out of line, the call cost a tenth of the jitter).
     #[inline(always)]
     fn percent(self) -> u64 {
         match self {

@@ -11,9 +11,10 @@ const KEPT: usize = 4;
 /// Draws per refill: each kept word gives two 16-bit draws, its low half first. A draw is
 /// one attempt's jitter (a sign and 15 bits of distance: steps of 1/32,768 of the largest
 /// distance, 92 us for the standard jitter of a 10 s delay, below Tokio's 1 ms timer
-/// resolution for any delay up to 109 s), so a refill serves eight attempts. It is the dearest step of an attempt (a long chain of dependent steps: about
-/// 5 ns per input of the `machine` bench's `fail_retry` loop at a refill every four
-/// attempts, BENCHMARKS.md F5); 32-bit draws would make it twice as often.
+/// resolution for any delay up to 109 s), so a refill serves eight attempts. The refill is
+/// the dearest step of an attempt (a long chain of dependent steps: about 5 ns per input
+/// of the `machine` bench's `fail_retry` loop at a refill every four attempts,
+/// BENCHMARKS.md F5); 32-bit draws would make it twice as often.
 pub(crate) const DRAWS: usize = 2 * KEPT;
 
 /// The draws kept from the last refill, drawn in order.
