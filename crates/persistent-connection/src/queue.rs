@@ -97,7 +97,7 @@ impl<T> Queue<T> {
 
     /// Whether nothing waits, whole or small.
     pub(crate) fn is_empty(&self) -> bool {
-        self.front.is_none() && self.behind[0].is_none()
+        self.front_is_free() && !self.has_later()
     }
 
     /// Whether no whole command waits at the front.
