@@ -7,13 +7,17 @@
 # so set-up and the bench's fixed parts cancel. On this project's VMs the wall-time ratio
 # moves by several percent from run to run; these counts move by well under one.
 #
-# Usage: scripts/reconnect-cache.sh [N]        (default N = 100)
+# Usage: scripts/reconnect-cache.sh [N] [CLIENT...]   (default N = 100, clients: ours)
+# Each CLIENT (ours, or the calibration clients cold and hot of BENCHMARKS.md F7) is
+# counted and compared with the hand-written loop.
 # Needs valgrind (Debian: apt-get install -y valgrind). BENCHMARKS.md, F7.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/valgrind-bench.sh
 . scripts/valgrind-bench.sh
 n=${1:-100}
+shift || true
+clients=("${@:-ours}")
 need_valgrind reconnect-cache.sh
 exe=$(bench_exe reconnect)
 out=$(mktemp -d)
@@ -29,14 +33,18 @@ counts() {
 }
 printf '%-6s %12s %12s %12s %12s\n' client 'Ir/round' 'I1 miss' 'D1 miss' 'LL miss'
 declare -A per
-for client in ours hand; do
+for client in "${clients[@]}" hand; do
     read -r a1 a2 a3 a4 <<<"$(counts "$client" "$n")"
     read -r b1 b2 b3 b4 <<<"$(counts "$client" $((2 * n)))"
     per[$client]="$(((b1 - a1) / n)) $(((b2 - a2) / n)) $(((b3 - a3) / n)) $(((b4 - a4) / n))"
     # shellcheck disable=SC2086
     printf '%-6s %12d %12d %12d %12d\n' "$client" ${per[$client]}
 done
-read -r o1 o2 o3 o4 <<<"${per[ours]}"
 read -r h1 h2 h3 h4 <<<"${per[hand]}"
-printf '%-6s %+12d %+12d %+12d %+12d\n' 'extra' $((o1 - h1)) $((o2 - h2)) $((o3 - h3)) $((o4 - h4))
-echo "(each row includes one stubborn-io round per round: it cancels in 'extra')"
+for client in "${clients[@]}"; do
+    read -r o1 o2 o3 o4 <<<"${per[$client]}"
+    label=extra
+    [ "${#clients[@]}" -gt 1 ] && label="+$client"
+    printf '%-6s %+12d %+12d %+12d %+12d\n' "$label" $((o1 - h1)) $((o2 - h2)) $((o3 - h3)) $((o4 - h4))
+done
+echo "(each row includes one stubborn-io round per round: it cancels in the differences)"

@@ -19,6 +19,12 @@
 //!   the new connection through `on_connect_callback`.
 //! * **ours, virtual-clock timers** (diagnostic): ours with its sleeps on a
 //!   `VirtualClock` (advanced by hand), i.e. without registering Tokio timers.
+//! * **calibration** (only when named in `RECONNECT_ONLY`: `cold`, `hot`): the hand-written
+//!   loop that also runs, after each EOF, about 7,200 instructions of straight-line code
+//!   run nowhere else (`cold`: some 650 cache lines of code, none of them touched since the
+//!   last round) or about as many in a loop of a few lines (`hot`). What a round's extra
+//!   code costs when it runs cold, against the same count of instructions run warm
+//!   (BENCHMARKS.md, F7).
 //!
 //! Each round: wait 5 ms, take the time, kill the client's connection on the server, and stop
 //! the clock when the client has its echo back. Printed: median, p10, p90 and allocations
@@ -27,11 +33,12 @@
 //! diagnostic, the driver's own time and allocations per reconnection without any I/O.
 //!
 //! Knobs for profiling: `RECONNECT_ONLY=ours,hand,stubborn,virtual` (which clients, in what
-//! order), `RECONNECT_ROUNDS=n`, `RECONNECT_HOT=1` (no idle gap for the clients whose timers
-//! allow it: warm caches).
+//! order; also `cold`, `hot`: the calibration clients), `RECONNECT_ROUNDS=n`,
+//! `RECONNECT_HOT=1` (no idle gap for the clients whose timers allow it: warm caches).
 //!
 //! Run: `cargo bench -p persistent-connection-benches --bench reconnect`
 
+use std::hint::black_box;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,6 +74,10 @@ const HAND: &str = "hand-written loop";
 
 /// The name of the stubborn-io client in the table.
 const STUBBORN: &str = "stubborn-io (zero delay)";
+
+/// The names of the calibration clients in the table.
+const HAND_COLD: &str = "hand-written + cold code";
+const HAND_HOT: &str = "hand-written + hot code";
 
 /// A client under test, running in its own task; it sends the instant its echo came back
 /// after each reconnection.
@@ -164,8 +175,17 @@ async fn ours(server: EchoServer, clock: Option<VirtualClock>) -> Client {
     client
 }
 
-/// The hand-written Tokio reconnect loop.
-async fn hand_written(server: EchoServer) -> Client {
+/// What the hand-written loop runs after each EOF besides reconnecting: nothing, or one
+/// of the calibration codes.
+#[derive(Clone, Copy)]
+enum Extra {
+    Nothing,
+    Cold,
+    Hot,
+}
+
+/// The hand-written Tokio reconnect loop (with `extra`: a calibration client).
+async fn hand_written(server: EchoServer, extra: Extra) -> Client {
     async fn connect(catalog: &Catalog) -> TcpStream {
         let mut backoff = Duration::from_millis(1);
         loop {
@@ -188,10 +208,91 @@ async fn hand_written(server: EchoServer) -> Client {
                 return;
             }
             wait_eof(&stream).await;
+            match extra {
+                Extra::Nothing => {}
+                Extra::Cold => drop(black_box(cold_code(black_box(7)))),
+                Extra::Hot => drop(black_box(hot_code(black_box(7), HOT_ITERATIONS))),
+            }
             stream = connect(&catalog).await;
         }
     });
-    Client::new(HAND, server, rx).await
+    let name = match extra {
+        Extra::Nothing => HAND,
+        Extra::Cold => HAND_COLD,
+        Extra::Hot => HAND_HOT,
+    };
+    Client::new(name, server, rx).await
+}
+
+/// One step of the calibration code: a dependent chain (nothing to fold or reorder) whose
+/// constants come from the step's index, so that no two steps are the same code.
+macro_rules! step {
+    ($x:ident, $i:expr) => {
+        $x = ($x ^ const { splitmix($i) })
+            .rotate_left(const { (splitmix($i + 1) % 63 + 1) as u32 })
+            .wrapping_add(const { splitmix($i + 2) >> 40 });
+    };
+}
+/// `$m!` eight times, at indices `$b * 8` to `$b * 8 + 7`: nested, 8, 64 and 512 steps.
+macro_rules! times8 {
+    ($m:ident, $x:ident, $b:expr) => {
+        $m!($x, $b * 8);
+        $m!($x, $b * 8 + 1);
+        $m!($x, $b * 8 + 2);
+        $m!($x, $b * 8 + 3);
+        $m!($x, $b * 8 + 4);
+        $m!($x, $b * 8 + 5);
+        $m!($x, $b * 8 + 6);
+        $m!($x, $b * 8 + 7);
+    };
+}
+macro_rules! steps8 {
+    ($x:ident, $b:expr) => {
+        times8!(step, $x, $b)
+    };
+}
+macro_rules! steps64 {
+    ($x:ident, $b:expr) => {
+        times8!(steps8, $x, $b)
+    };
+}
+macro_rules! steps512 {
+    ($x:ident, $b:expr) => {
+        times8!(steps64, $x, $b)
+    };
+}
+
+/// SplitMix64's output function: the calibration code's constants.
+const fn splitmix(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The cold calibration code: 1,792 distinct steps, straight-line, run nowhere else.
+#[inline(never)]
+fn cold_code(mut x: u64) -> u64 {
+    steps512!(x, 0);
+    steps512!(x, 1);
+    steps512!(x, 2);
+    steps64!(x, 24);
+    steps64!(x, 25);
+    steps64!(x, 26);
+    steps64!(x, 27);
+    x
+}
+
+/// How many times `hot_code` loops: about as many instructions as `cold_code` runs.
+const HOT_ITERATIONS: u64 = 300;
+
+/// The hot calibration code: the same kind of steps, in a loop of a few cache lines.
+#[inline(never)]
+fn hot_code(mut x: u64, iterations: u64) -> u64 {
+    for i in 0..iterations {
+        x = (x ^ splitmix(i)).rotate_left((i % 63 + 1) as u32);
+    }
+    x
 }
 
 /// stubborn-io, with zero delays (its fastest).
@@ -243,7 +344,9 @@ async fn bench(servers: &ServerThread, warmup: usize, rounds: usize) -> Vec<Clie
         let server = EchoServer::start_on(servers.handle()).expect("server");
         clients.push(match name {
             "ours" => ours(server, None).await,
-            "hand" => hand_written(server).await,
+            "hand" => hand_written(server, Extra::Nothing).await,
+            "cold" => hand_written(server, Extra::Cold).await,
+            "hot" => hand_written(server, Extra::Hot).await,
             "stubborn" => stubborn(server).await,
             "virtual" => ours(server, Some(VirtualClock::new())).await,
             other => panic!("RECONNECT_ONLY: unknown client {other:?}"),
@@ -329,15 +432,15 @@ fn main() {
         "{:<26} {:>10} {:>10} {:>10} {:>14}",
         "client", "median us", "p10 us", "p90 us", "allocs/round"
     );
-    // ours / hand-written within each round (same round: the same conditions), before the
-    // samples are sorted.
+    // a / b within each round (same round: the same conditions), before the samples are
+    // sorted.
     let find = |name: &str| clients.iter().position(|c| c.name == name);
-    let paired = match (find(OURS), find(HAND)) {
-        (Some(o), Some(h)) => {
-            let mut r: Vec<f64> = clients[o]
+    let paired_median = |a: &str, b: &str| match (find(a), find(b)) {
+        (Some(a), Some(b)) => {
+            let mut r: Vec<f64> = clients[a]
                 .samples
                 .iter()
-                .zip(&clients[h].samples)
+                .zip(&clients[b].samples)
                 .map(|(a, b)| ratio(*a, *b))
                 .collect();
             r.sort_by(f64::total_cmp);
@@ -345,6 +448,11 @@ fn main() {
         }
         _ => None,
     };
+    let paired = paired_median(OURS, HAND);
+    let calibration: Vec<(&str, f64)> = [OURS, HAND_COLD, HAND_HOT]
+        .into_iter()
+        .filter_map(|name| Some((name, paired_median(name, HAND)?)))
+        .collect();
     let stats: Vec<Stats> = clients
         .iter_mut()
         .map(|c| Stats::of(&mut c.samples))
@@ -400,6 +508,16 @@ fn main() {
             "allocations per reconnection (median round, whole process): ours {ours}, hand-written {hand}: {:+} (goal <= +4: {})",
             ours as i64 - hand as i64,
             verdict(ours <= hand + 4)
+        );
+    }
+    if calibration.len() > 1 {
+        let ratios: Vec<String> = calibration
+            .iter()
+            .map(|(name, r)| format!("{name} {r:.3}x"))
+            .collect();
+        println!(
+            "calibration, median of the per-round ratios to the hand-written loop: {}",
+            ratios.join(", ")
         );
     }
     if let (Some(ours), Some(stubborn)) = (median(OURS), median(STUBBORN)) {
