@@ -286,7 +286,8 @@ fn cold_code(mut x: u64) -> u64 {
 /// How many times `hot_code` loops: about as many instructions as `cold_code` runs.
 const HOT_ITERATIONS: u64 = 300;
 
-/// The hot calibration code: the same kind of steps, in a loop of a few cache lines.
+/// The hot calibration code: a dependent chain of xors and rotations like the cold code's,
+/// its constants computed as it goes, in a loop of a few cache lines.
 #[inline(never)]
 fn hot_code(mut x: u64, iterations: u64) -> u64 {
     for i in 0..iterations {
