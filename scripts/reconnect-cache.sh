@@ -8,20 +8,14 @@
 # moves by several percent from run to run; these counts move by well under one.
 #
 # Usage: scripts/reconnect-cache.sh [N] [CLIENT...]   (default N = 100, clients: ours)
-# Each CLIENT (ours, or the calibration clients cold and hot of BENCHMARKS.md F7) is
+# Each CLIENT (ours, or the calibration clients cold, hot and split of BENCHMARKS.md F7) is
 # counted and compared with the hand-written loop.
 # Needs valgrind (Debian: apt-get install -y valgrind). BENCHMARKS.md, F7.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/valgrind-bench.sh
 . scripts/valgrind-bench.sh
-n=${1:-100}
-shift || true
-clients=("${@:-ours}")
-need_valgrind reconnect-cache.sh
-exe=$(bench_exe reconnect)
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+reconnect_setup reconnect-cache.sh "$@"
 # The same model on every host (32 KiB L1s, a 32 MiB 16-way last level), not the host's.
 caches=(--I1=32768,8,64 --D1=32768,8,64 --LL=33554432,16,64)
 # Prints "Ir I1mr D1mr+D1mw ILmr+DLmr+DLmw" of one run.

@@ -25,6 +25,10 @@
 //!   last round) or about as many in a loop of a few lines (`hot`). What a round's extra
 //!   code costs when it runs cold, against the same count of instructions run warm
 //!   (BENCHMARKS.md, F7).
+//! * **two tasks** (only when named: `split`): the hand-written loop cut where the library
+//!   cuts it: a connector task dials when told and hands the stream over on a channel; the
+//!   application task reads until EOF, tells the connector, and awaits the next stream. The
+//!   floor of any design with a background task (BENCHMARKS.md, F7).
 //!
 //! Each round: wait 5 ms, take the time, kill the client's connection on the server, and stop
 //! the clock when the client has its echo back. Printed: median, p10, p90 and allocations
@@ -33,7 +37,7 @@
 //! diagnostic, the driver's own time and allocations per reconnection without any I/O.
 //!
 //! Knobs for profiling: `RECONNECT_ONLY=ours,hand,stubborn,virtual` (which clients, in what
-//! order; also `cold`, `hot`: the calibration clients), `RECONNECT_ROUNDS=n`,
+//! order; also `cold`, `hot`, `split`: the calibration clients), `RECONNECT_ROUNDS=n`,
 //! `RECONNECT_HOT=1` (no idle gap for the clients whose timers allow it: warm caches).
 //!
 //! Run: `cargo bench -p persistent-connection-benches --bench reconnect`
@@ -78,6 +82,8 @@ const STUBBORN: &str = "stubborn-io (zero delay)";
 /// The names of the calibration clients in the table.
 const HAND_COLD: &str = "hand-written + cold code";
 const HAND_HOT: &str = "hand-written + hot code";
+/// The name of the hand-written loop cut in two tasks.
+const SPLIT: &str = "hand-written, two tasks";
 
 /// A client under test, running in its own task; it sends the instant its echo came back
 /// after each reconnection.
@@ -173,6 +179,47 @@ async fn ours(server: EchoServer, clock: Option<VirtualClock>) -> Client {
     let mut client = Client::new(name, server, rx).await;
     client.clock = clock;
     client
+}
+
+/// The hand-written loop cut in two tasks, as the library cuts it: a connector task that
+/// dials when told and hands the stream over, and the application task that reads until
+/// EOF, tells the connector, and awaits the next stream. Tokio's own channel and `Notify`
+/// carry the hand-over: the least a background task can add to the loop.
+async fn split(server: EchoServer) -> Client {
+    let catalog = Catalog::new(server.addr());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (streams_tx, mut streams) = mpsc::channel::<TcpStream>(1);
+    let died = Arc::new(Notify::new());
+    let told = died.clone();
+    // The connector: dials, hands the stream over, waits to be told it died.
+    tokio::spawn(async move {
+        loop {
+            let stream = loop {
+                match TcpStream::connect(catalog.get()).await {
+                    Ok(stream) => break stream,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+                }
+            };
+            if streams_tx.send(stream).await.is_err() {
+                return;
+            }
+            told.notified().await;
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            let Some(stream) = streams.recv().await else {
+                return;
+            };
+            ping_ref(&stream).await.expect("echo");
+            if tx.send(Instant::now()).is_err() {
+                return;
+            }
+            wait_eof(&stream).await;
+            died.notify_one();
+        }
+    });
+    Client::new(SPLIT, server, rx).await
 }
 
 /// What the hand-written loop runs after each EOF besides reconnecting: nothing, or one
@@ -349,6 +396,7 @@ async fn bench(servers: &ServerThread, warmup: usize, rounds: usize) -> Vec<Clie
             "cold" => hand_written(server, Extra::Cold).await,
             "hot" => hand_written(server, Extra::Hot).await,
             "stubborn" => stubborn(server).await,
+            "split" => split(server).await,
             "virtual" => ours(server, Some(VirtualClock::new())).await,
             other => panic!("RECONNECT_ONLY: unknown client {other:?}"),
         });
@@ -450,7 +498,7 @@ fn main() {
         _ => None,
     };
     let paired = paired_median(OURS, HAND);
-    let calibration: Vec<(&str, f64)> = [OURS, HAND_COLD, HAND_HOT]
+    let calibration: Vec<(&str, f64)> = [OURS, HAND_COLD, HAND_HOT, SPLIT]
         .into_iter()
         .filter_map(|name| Some((name, paired_median(name, HAND)?)))
         .collect();
