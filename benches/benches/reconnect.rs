@@ -29,6 +29,10 @@
 //!   cuts it: a connector task dials when told and hands the stream over on a channel; the
 //!   application task reads until EOF, tells the connector, and awaits the next stream. The
 //!   floor of any design with a background task (BENCHMARKS.md, F7).
+//! * **loop + Machine** (only when named: `machine`): the hand-written loop that also takes
+//!   a bare Machine through one reconnection after each EOF, the inputs ours' driver feeds
+//!   it (closed, four events handled, address, dial, timer): what the Machine's own code
+//!   costs in the round (BENCHMARKS.md, F7).
 //!
 //! Each round: wait 5 ms, take the time, kill the client's connection on the server, and stop
 //! the clock when the client has its echo back. Printed: median, p10, p90 and allocations
@@ -37,8 +41,9 @@
 //! diagnostic, the driver's own time and allocations per reconnection without any I/O.
 //!
 //! Knobs for profiling: `RECONNECT_ONLY=ours,hand,stubborn,virtual` (which clients, in what
-//! order; also `cold`, `hot`, `split`: the calibration clients), `RECONNECT_ROUNDS=n`,
-//! `RECONNECT_HOT=1` (no idle gap for the clients whose timers allow it: warm caches).
+//! order; also `cold`, `hot`, `split`, `machine`: the calibration clients),
+//! `RECONNECT_ROUNDS=n`, `RECONNECT_HOT=1` (no idle gap for the clients whose timers allow
+//! it: warm caches).
 //!
 //! Run: `cargo bench -p persistent-connection-benches --bench reconnect`
 
@@ -49,6 +54,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use persistent_connection::{AttemptId, Command, Config, Input, Machine, RetryPolicy, TimerId};
 use persistent_connection_benches::{
     Catalog, EchoServer, PING, ServerThread, Stats, full_run, note_smoke_run, ping_ref, ratio, us,
     wait_eof,
@@ -82,6 +88,8 @@ const STUBBORN: &str = "stubborn-io (zero delay)";
 /// The names of the calibration clients in the table.
 const HAND_COLD: &str = "hand-written + cold code";
 const HAND_HOT: &str = "hand-written + hot code";
+/// The name of the hand-written loop that also runs a bare Machine's reconnection.
+const HAND_MACHINE: &str = "hand-written + Machine";
 /// The name of the hand-written loop cut in two tasks.
 const SPLIT: &str = "hand-written, two tasks";
 
@@ -229,6 +237,82 @@ enum Extra {
     Nothing,
     Cold,
     Hot,
+    Machine,
+}
+
+/// A bare Machine with ours' configuration (retry 1 ms, no jitter), taken through one
+/// reconnection per [`cycle`](Self::cycle) as ours' driver takes it: the connection closes,
+/// `Disconnected` and `AttemptingToConnect` are handled, the address comes (reported, as the
+/// first of a cycle), the dial succeeds, `Connected` is handled, the retry timer fires.
+struct MachineCycle {
+    machine: Machine<SocketAddr, Arc<()>, io::Error>,
+    attempt: AttemptId,
+    timer: TimerId,
+    address: SocketAddr,
+    conn: Arc<()>,
+}
+
+impl MachineCycle {
+    /// A Machine connected, its retry timer fired (a long-lived connection).
+    fn new(address: SocketAddr) -> Self {
+        let config = Config::new()
+            .retry_policy(RetryPolicy::Constant(RETRY_DELAY))
+            .jitter(Jitter::Off);
+        let mut cycle = MachineCycle {
+            machine: Machine::new(config, 7),
+            attempt: AttemptId(0),
+            timer: TimerId(0),
+            address,
+            conn: Arc::new(()),
+        };
+        cycle.drain();
+        cycle.connect();
+        cycle
+    }
+
+    /// Feeds `input` and carries out nothing of the commands but what the next inputs need.
+    fn feed(&mut self, input: Input<SocketAddr, Arc<()>, io::Error>) {
+        let accepted = self.machine.handle_input(input).is_ok();
+        assert!(accepted, "the Machine's cycle went out of step");
+        self.drain();
+    }
+
+    /// Takes every command out, keeping the ids the next inputs name.
+    fn drain(&mut self) {
+        while let Some(command) = self.machine.poll_command() {
+            match &command {
+                Command::StartTimer { timer, .. } => self.timer = *timer,
+                Command::FetchAddress { attempt } => self.attempt = *attempt,
+                _ => {}
+            }
+            black_box(command);
+        }
+    }
+
+    /// From `AttemptingToConnect` handled to connected, the retry timer fired.
+    fn connect(&mut self) {
+        self.feed(Input::EventHandled);
+        self.feed(Input::AddressObtained {
+            attempt: self.attempt,
+            result: Ok(self.address),
+        });
+        self.feed(Input::EventHandled);
+        self.feed(Input::Dialed {
+            attempt: self.attempt,
+            result: Ok(self.conn.clone()),
+        });
+        self.feed(Input::EventHandled);
+        self.feed(Input::TimerFired(self.timer));
+    }
+
+    /// One reconnection.
+    fn cycle(&mut self) {
+        self.feed(Input::ConnectionClosed {
+            attempt: self.attempt,
+        });
+        self.feed(Input::EventHandled);
+        self.connect();
+    }
 }
 
 /// The hand-written Tokio reconnect loop (with `extra`: a calibration client).
@@ -247,6 +331,7 @@ async fn hand_written(server: EchoServer, extra: Extra) -> Client {
     }
     let catalog = Catalog::new(server.addr());
     let (tx, rx) = mpsc::unbounded_channel();
+    let mut machine = matches!(extra, Extra::Machine).then(|| MachineCycle::new(server.addr()));
     tokio::spawn(async move {
         let mut stream = connect(&catalog).await;
         loop {
@@ -259,6 +344,11 @@ async fn hand_written(server: EchoServer, extra: Extra) -> Client {
                 Extra::Nothing => {}
                 Extra::Cold => drop(black_box(cold_code(black_box(7)))),
                 Extra::Hot => drop(black_box(hot_code(black_box(7), HOT_ITERATIONS))),
+                Extra::Machine => {
+                    if let Some(machine) = &mut machine {
+                        machine.cycle();
+                    }
+                }
             }
             stream = connect(&catalog).await;
         }
@@ -267,6 +357,7 @@ async fn hand_written(server: EchoServer, extra: Extra) -> Client {
         Extra::Nothing => HAND,
         Extra::Cold => HAND_COLD,
         Extra::Hot => HAND_HOT,
+        Extra::Machine => HAND_MACHINE,
     };
     Client::new(name, server, rx).await
 }
@@ -397,6 +488,7 @@ async fn bench(servers: &ServerThread, warmup: usize, rounds: usize) -> Vec<Clie
             "hot" => hand_written(server, Extra::Hot).await,
             "stubborn" => stubborn(server).await,
             "split" => split(server).await,
+            "machine" => hand_written(server, Extra::Machine).await,
             "virtual" => ours(server, Some(VirtualClock::new())).await,
             other => panic!("RECONNECT_ONLY: unknown client {other:?}"),
         });
@@ -498,7 +590,7 @@ fn main() {
         _ => None,
     };
     let paired = paired_median(OURS, HAND);
-    let calibration: Vec<(&str, f64)> = [OURS, HAND_COLD, HAND_HOT, SPLIT]
+    let calibration: Vec<(&str, f64)> = [OURS, HAND_COLD, HAND_HOT, SPLIT, HAND_MACHINE]
         .into_iter()
         .filter_map(|name| Some((name, paired_median(name, HAND)?)))
         .collect();
