@@ -97,8 +97,12 @@ def main():
         i = bisect.bisect_right(sym_addrs, addr) - 1
         return sym_names[i] if i >= 0 else "?"
 
+    def size(addr):
+        # An address objdump did not list (rare: data in code) counts as 4 bytes.
+        return sizes.get(addr, 4)
+
     def lines_of(instrs):
-        return {b >> 6 for x in instrs for b in range(x, x + sizes.get(x, 4))}
+        return {b >> 6 for x in instrs for b in range(x, x + size(x))}
 
     rounds = {}
     for spec in a.clients:
@@ -112,7 +116,7 @@ def main():
         }
     print(f"{'client':<10} {'instrs':>8} {'Ir/round':>9} {'bytes':>8} {'lines':>6} {'dense':>6} {'pages':>6}")
     for name, run in rounds.items():
-        nbytes = sum(sizes.get(x, 4) for x in run)
+        nbytes = sum(size(x) for x in run)
         lines = lines_of(run)
         print(
             f"{name:<10} {len(run):8d} {sum(run.values()):9.0f} {nbytes:8d} {len(lines):6d} "
@@ -127,14 +131,14 @@ def main():
         lines = lines_of(run)
         print(
             f"\n{name} beyond {a.base}: {len(extra)} instructions, "
-            f"{sum(sizes.get(x, 4) for x in extra)} bytes, {len(lines - base_lines)} lines "
+            f"{sum(size(x) for x in extra)} bytes, {len(lines - base_lines)} lines "
             f"more, {len(base_lines - lines)} fewer (net {len(lines) - len(base_lines):+d})"
         )
         by = collections.defaultdict(lambda: [0, set()])
         for x in extra:
             entry = by[function(x)]
-            entry[0] += sizes.get(x, 4)
-            entry[1].update(b >> 6 for b in range(x, x + sizes.get(x, 4)))
+            entry[0] += size(x)
+            entry[1].update(lines_of((x,)))
         crates = collections.defaultdict(set)
         for fn, (_, ls) in by.items():
             crates[crate_of(fn)].update(ls)

@@ -8,8 +8,8 @@
 # moves by several percent from run to run; these counts move by well under one.
 #
 # Usage: scripts/reconnect-cache.sh [N] [CLIENT...]   (default N = 100, clients: ours)
-# Each CLIENT (ours, or the calibration clients cold, hot and split of BENCHMARKS.md F7) is
-# counted and compared with the hand-written loop.
+# Each CLIENT (ours, or the calibration clients cold, hot, split and machine of
+# BENCHMARKS.md F7) is counted and compared with the hand-written loop.
 # Needs valgrind (Debian: apt-get install -y valgrind). BENCHMARKS.md, F7.
 set -euo pipefail
 cd "$(dirname "$0")/.."
